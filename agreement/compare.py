@@ -1,0 +1,83 @@
+"""Element-wise comparison with a report a person can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agreement.tolerance import Tolerance
+
+
+@dataclass
+class Comparison:
+    """The worst element of one compared array."""
+
+    case: str
+    what: str  # parameter name, "loss", or "step 3 / W1"
+    dtype: str
+    device: str
+    shape: tuple
+    index: tuple
+    actual: float
+    expected: float
+    abs_err: float
+    rel_err: float
+    tol: Tolerance
+    ratio: float  # abs_err / allowed at the worst element (>1 fails)
+    context: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.ratio <= 1.0
+
+    def report(self) -> str:
+        lines = [
+            f"{self.case}: {self.what} disagrees ({self.dtype}, {self.device})",
+            f"  shape {self.shape}, worst element at index {self.index}",
+            f"  actual {self.actual!r} vs expected {self.expected!r}",
+            f"  abs error {self.abs_err:.3e}, rel error {self.rel_err:.3e}, "
+            f"allowed {self.ratio and self.abs_err / self.ratio:.3e} "
+            f"(rtol {self.tol.rtol:.3e}, atol {self.tol.atol:.3e}; {self.ratio:.2f}x the tolerance)",
+        ]
+        lines += [f"  {k}: {v}" for k, v in self.context.items()]
+        return "\n".join(lines)
+
+
+def compare(actual, expected, tol: Tolerance, *, case: str, what: str, dtype: str, device: str,
+            context: dict | None = None) -> Comparison:
+    """Compare ``actual`` to ``expected`` (the higher-precision side) and return the worst element.
+
+    NaN or Inf in ``actual`` where ``expected`` is finite, or a shape mismatch,
+    counts as an infinite error.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{case}: {what} has shape {actual.shape}, expected {expected.shape} "
+                             f"({dtype}, {device})")
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(actual - expected)
+        err = np.where(np.isnan(err) & ~(np.isnan(actual) & np.isnan(expected)), np.inf, err)
+        err = np.where(np.isnan(actual) & np.isnan(expected), 0.0, err)
+        allowed = tol.bound(expected)
+        ratios = np.where(err == 0, 0.0, err / np.where(allowed > 0, allowed, np.inf))
+        ratios = np.where((err > 0) & (allowed == 0), np.inf, ratios)
+    flat = int(np.argmax(ratios)) if ratios.size else 0
+    index = np.unravel_index(flat, expected.shape) if expected.ndim else ()
+    worst_err = float(err[index]) if err.size else 0.0
+    denom = abs(float(expected[index])) if expected.size else 0.0
+    return Comparison(
+        case=case, what=what, dtype=dtype, device=device, shape=expected.shape,
+        index=tuple(int(i) for i in index),
+        actual=float(actual[index]) if actual.size else float("nan"),
+        expected=float(expected[index]) if expected.size else float("nan"),
+        abs_err=worst_err, rel_err=worst_err / denom if denom else float("inf") if worst_err else 0.0,
+        tol=tol, ratio=float(ratios[index]) if ratios.size else 0.0, context=dict(context or {}),
+    )
+
+
+def assert_all(comparisons) -> None:
+    failed = [c for c in comparisons if not c.ok]
+    if failed:
+        raise AssertionError("\n".join(c.report() for c in failed))

@@ -1,0 +1,74 @@
+"""The tolerance policy: one rule, derived from the dtype and the computation.
+
+A result element computed in floating point with unit roundoff ``u`` through
+a chain of ``d`` elementary operations and reductions of total length ``n``
+carries a forward error bounded (to first order) by ``(d + n) u`` times the
+magnitude of the terms it was formed from (Higham, *Accuracy and Stability of
+Numerical Algorithms*, ch. 3-4: the gamma_n bound). Hence, per compared array:
+
+    steps = depth + n
+    rtol  = SAFETY * steps * u * cond
+    atol  = rtol * scale + steps * smallest_normal(dtype)
+
+* ``u``      half the dtype's machine epsilon (2^-24 for float32, 2^-53 for float64);
+* ``depth``  from the case's tolerance class (elementwise ops, transcendental
+             calls at up to a few ulps each, chained layers);
+* ``n``      the case's reduction length on the drawn shapes (sum of the lengths
+             of the reductions along the longest chain);
+* ``scale``  the magnitude of the terms: the largest |expected| element of the
+             compared array, so small elements of a large gradient are judged
+             normwise, as cancellation in their sums allows;
+* ``cond``   extra amplification of input rounding the case declares where the
+             math has it (for example log(1 - p) near p = 1); 1 otherwise;
+* the ``smallest_normal`` floor covers results that underflow in the lower
+             precision (error below the dtype's normal range is not resolvable);
+* ``SAFETY = 2`` because both sides of a comparison round (NumPy and torch in
+             the same dtype), each within the bound.
+
+Comparisons run in torch.testing's direction: ``expected`` is the
+higher-precision side (the float64 NumPy reference), and an element passes when
+``|actual - expected| <= atol + rtol * |expected|``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SAFETY = 2.0
+
+
+@dataclass(frozen=True)
+class ToleranceClass:
+    """How many rounding steps a case's outputs carry besides its reductions."""
+
+    name: str
+    depth: int
+
+
+ELEMENTWISE = ToleranceClass("elementwise", depth=8)  # an activation and its derivative: a few ops, exp/log at <= 4 ulp
+LOSS = ToleranceClass("loss", depth=16)  # a loss: log-sum-exp or log terms, clamps, a reduction's scaling
+LINEAR_MODEL = ToleranceClass("linear-model", depth=16)  # dense layer + loss
+DEEP_MODEL = ToleranceClass("deep-model", depth=32)  # dense, relu, dense, loss, and the backward chain
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+
+    def bound(self, expected: np.ndarray) -> np.ndarray:
+        return self.atol + self.rtol * np.abs(expected)
+
+
+def unit_roundoff(dtype) -> float:
+    return float(np.finfo(dtype).eps) / 2
+
+
+def tolerance(cls: ToleranceClass, dtype, n: int, expected: np.ndarray, cond: float = 1.0) -> Tolerance:
+    steps = cls.depth + max(int(n), 1)
+    rtol = SAFETY * steps * unit_roundoff(dtype) * max(cond, 1.0)
+    scale = float(np.max(np.abs(expected))) if np.size(expected) else 0.0
+    atol = rtol * scale + steps * float(np.finfo(dtype).smallest_normal)
+    return Tolerance(rtol, atol)
