@@ -7,6 +7,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from agreement import scales
 from agreement import strategies as S
 from agreement.registry import Case, Example, register
 from agreement.tolerance import DEEP_MODEL, ELEMENTWISE, LINEAR_MODEL, LOSS, unit_roundoff
@@ -100,7 +101,7 @@ for _name, _fwd, _bwd, _hyper, _defaults in [
         twin=tm.ActivationProbe.for_activation(_name),
         inputs=_activation_inputs(_name, _hyper),
         build=_vector_builder(_defaults),
-        tolerance=ELEMENTWISE,
+        tolerance=ELEMENTWISE, term_scale=scales.activation,
         reduction_length=lambda ex: 1,
         compare_loss=False,
     ))
@@ -164,14 +165,14 @@ register(Case(
     inputs=_elementwise_loss_inputs(_values(100.0, 4.0), _values(100.0, 4.0), _mse_hyper),
     build=_pair_builder(lambda r, s: r.standard_normal(s), lambda r, s: r.standard_normal(s),
                         {"reduction": "mean", "scale": 1.0}),
-    tolerance=LOSS, reduction_length=_numel,
+    tolerance=LOSS, reduction_length=_numel, term_scale=scales.mse,
 ))
 register(Case(
     name="bce", kind="loss", reference=_loss_reference(losses.bce_loss), twin=tm.bce_probe,
     inputs=_elementwise_loss_inputs(_probabilities, _soft_labels, _reduction),
     build=_pair_builder(lambda r, s: r.uniform(0.01, 0.99, s), lambda r, s: r.integers(0, 2, s),
                         {"reduction": "mean"}),
-    tolerance=LOSS, reduction_length=_numel,
+    tolerance=LOSS, reduction_length=_numel, term_scale=scales.bce,
 ))
 register(Case(
     name="bce_with_logits", kind="loss", reference=_loss_reference(losses.bce_with_logits_loss),
@@ -179,7 +180,7 @@ register(Case(
     inputs=_elementwise_loss_inputs(_values(100.0, 4.0), _soft_labels, _reduction),
     build=_pair_builder(lambda r, s: 3 * r.standard_normal(s), lambda r, s: r.integers(0, 2, s),
                         {"reduction": "mean"}),
-    tolerance=LOSS, reduction_length=_numel,
+    tolerance=LOSS, reduction_length=_numel, term_scale=scales.bce_with_logits,
 ))
 
 
@@ -201,7 +202,7 @@ def _cross_entropy_build(size, dtype, seed=0):
 register(Case(
     name="cross_entropy", kind="loss", reference=_loss_reference(losses.cross_entropy_loss, "labels"),
     twin=tm.cross_entropy_probe, inputs=_cross_entropy_inputs, build=_cross_entropy_build,
-    tolerance=LOSS, reduction_length=lambda ex: sum(np.shape(ex.params["pred"])),
+    tolerance=LOSS, reduction_length=lambda ex: sum(np.shape(ex.params["pred"])), term_scale=scales.cross_entropy,
 ))
 
 
@@ -226,6 +227,7 @@ register(Case(
     name="scalar_quadratic", kind="model", reference=models.scalar_quadratic,
     twin=tm.ScalarQuadratic.from_shapes, inputs=_scalar_inputs, build=_scalar_build,
     tolerance=ELEMENTWISE, reduction_length=lambda ex: ex.params["x"].size, compare_loss=False,
+    term_scale=scales.scalar_quadratic,
 ))
 
 
@@ -284,7 +286,7 @@ def _regression_build(two_layer):
 register(Case(
     name="linear_regression", kind="model", reference=models.linear_regression,
     twin=tm.LinearRegression.from_shapes, inputs=_linear_inputs, build=_regression_build(False),
-    tolerance=LINEAR_MODEL, trainable=True,
+    tolerance=LINEAR_MODEL, trainable=True, term_scale=scales.linear_regression,
     reduction_length=lambda ex: ex.data["X"].shape[1] + ex.data["Y"].size,
 ))
 
@@ -333,6 +335,7 @@ for _head, _ref, _cond in [("sigmoid", models.logistic_regression_sigmoid, _sigm
         name=f"logistic_regression_{_head}", kind="model", reference=_ref,
         twin=tm.LogisticRegression.with_head(_head), inputs=_logistic_inputs(_head),
         build=_logistic_build, tolerance=LINEAR_MODEL, trainable=True, loss_condition=_cond,
+        term_scale=scales.logistic_regression,
         reduction_length=lambda ex: ex.data["X"].shape[1] + ex.data["X"].shape[0],
     ))
 
@@ -376,9 +379,11 @@ register(Case(
     name="two_layer_regression", kind="model", reference=models.two_layer_regression,
     twin=tm.TwoLayerNet.regressor, inputs=_two_layer_inputs(False), build=_regression_build(True),
     tolerance=DEEP_MODEL, trainable=True, reduction_length=_two_layer_length,
+    term_scale=scales.two_layer_regression,
 ))
 register(Case(
     name="two_layer_classifier", kind="model", reference=models.two_layer_classifier,
     twin=tm.TwoLayerNet.classifier, inputs=_two_layer_inputs(True), build=_classifier_build,
     tolerance=DEEP_MODEL, trainable=True, reduction_length=_two_layer_length,
+    term_scale=scales.two_layer_classifier,
 ))

@@ -37,6 +37,9 @@ class Example:
     def dtype(self):
         return np.asarray(next(iter(self.params.values()))).dtype
 
+    def with_params(self, params: dict) -> "Example":
+        return Example(params, self.data, self.hyper)
+
     def shapes(self) -> dict:
         return {k: np.shape(v) for k, v in {**self.params, **self.data}.items()}
 
@@ -52,6 +55,8 @@ class Case:
     build             (size, dtype, seed) -> Example at a fixed size ("tiny", "tutorial", "large")
     tolerance         its ToleranceClass
     reduction_length  Example -> n for the tolerance policy
+    term_scale        Example -> {"loss" or parameter: magnitude of the terms it is formed from}
+                      (agreement/scales.py); None means the result's own magnitude
     loss_condition    Example -> amplification of input rounding in the loss value (default 1)
     compare_loss      False where the scalar is only a probe sum(upstream * f(x))
     trainable         True for models trained in trajectory tests and benchmarks
@@ -65,6 +70,7 @@ class Case:
     build: Callable
     tolerance: ToleranceClass
     reduction_length: Callable
+    term_scale: Callable | None = None
     loss_condition: Callable | None = None
     compare_loss: bool = True
     trainable: bool = False

@@ -23,15 +23,21 @@ def expected(case: Case, example: Example):
     return case.reference(ex64.params, ex64.data, **ex64.hyper)
 
 
+def term_scales(case: Case, example: Example) -> dict:
+    return case.term_scale(example.astype(np.float64)) if case.term_scale else {}
+
+
 def _compare_all(case, example, loss, grads, exp_loss, exp_grads, dtype, device) -> list[Comparison]:
     n = case.reduction_length(example)
     dtype_name = np.dtype(dtype).name
     shapes = {k: tuple(v) for k, v in example.shapes().items()}
     context = {"shapes": shapes, "hyper": example.hyper}
+    scales = term_scales(case, example)
     out = []
     if case.compare_loss:
         cond = case.loss_condition(example) if case.loss_condition else 1.0
-        out.append(compare(loss, exp_loss, tolerance(case.tolerance, dtype, n, exp_loss, cond),
+        tol = tolerance(case.tolerance, dtype, n, exp_loss, cond, scales.get("loss", 0.0))
+        out.append(compare(loss, exp_loss, tol,
                            case=case.name, what="loss", dtype=dtype_name, device=device, context=context))
     missing = set(exp_grads) ^ set(grads)
     if missing:
@@ -41,7 +47,7 @@ def _compare_all(case, example, loss, grads, exp_loss, exp_grads, dtype, device)
         if grads[name] is None:
             raise AssertionError(f"{case.name}: {name} received no gradient ({dtype_name}, {device})")
         out.append(compare(grads[name], exp_grads[name],
-                           tolerance(case.tolerance, dtype, n, exp_grads[name]),
+                           tolerance(case.tolerance, dtype, n, exp_grads[name], term_scale=scales.get(name, 0.0)),
                            case=case.name, what=f"grad {name}", dtype=dtype_name, device=device,
                            context=context))
     return out

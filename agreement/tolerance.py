@@ -15,9 +15,12 @@ Numerical Algorithms*, ch. 3-4: the gamma_n bound). Hence, per compared array:
              calls at up to a few ulps each, chained layers);
 * ``n``      the case's reduction length on the drawn shapes (sum of the lengths
              of the reductions along the longest chain);
-* ``scale``  the magnitude of the terms: the largest |expected| element of the
-             compared array, so small elements of a large gradient are judged
-             normwise, as cancellation in their sums allows;
+* ``scale``  the magnitude of the terms: the larger of the largest |expected|
+             element of the compared array (small elements of a large gradient
+             are judged normwise, as cancellation in their sums allows) and the
+             case's own bound on the size of the terms (``agreement/scales.py``:
+             1 - tanh(x)^2 or sigmoid(z) - y cancel to a small result whose
+             rounding error stays the size of the terms);
 * ``cond``   extra amplification of input rounding the case declares where the
              math has it (for example log(1 - p) near p = 1); 1 otherwise;
 * the ``smallest_normal`` floor covers results that underflow in the lower
@@ -66,9 +69,10 @@ def unit_roundoff(dtype) -> float:
     return float(np.finfo(dtype).eps) / 2
 
 
-def tolerance(cls: ToleranceClass, dtype, n: int, expected: np.ndarray, cond: float = 1.0) -> Tolerance:
+def tolerance(cls: ToleranceClass, dtype, n: int, expected: np.ndarray, cond: float = 1.0,
+              term_scale: float = 0.0) -> Tolerance:
     steps = cls.depth + max(int(n), 1)
     rtol = SAFETY * steps * unit_roundoff(dtype) * max(cond, 1.0)
-    scale = float(np.max(np.abs(expected))) if np.size(expected) else 0.0
+    scale = max(float(np.max(np.abs(expected))) if np.size(expected) else 0.0, term_scale)
     atol = rtol * scale + steps * float(np.finfo(dtype).smallest_normal)
     return Tolerance(rtol, atol)

@@ -16,7 +16,7 @@ import numpy as np
 
 from agreement.compare import Comparison, compare
 from agreement.registry import Case, Example
-from agreement.run import TORCH_DTYPES
+from agreement.run import TORCH_DTYPES, term_scales
 from agreement.tolerance import Tolerance, tolerance
 from torch_impl import train
 
@@ -70,12 +70,14 @@ def compare_trajectories(case: Case, opt, example: Example, opt_hyper: dict, ste
     step_results = []
     for t in range(steps):
         scale = (t + 1) * g[t]
+        before = ex64.params if t == 0 else exp_params[t - 1]
+        loss_terms = term_scales(case, ex64.with_params(before)).get("loss", 0.0)
 
-        def tol(expected):
-            base = tolerance(case.tolerance, dtype, n, expected)
+        def tol(expected, terms=0.0):
+            base = tolerance(case.tolerance, dtype, n, expected, term_scale=terms)
             return Tolerance(base.rtol * scale, base.atol * scale)
 
-        results = [compare(t_losses[t], exp_losses[t], tol(exp_losses[t]), case=case.name,
+        results = [compare(t_losses[t], exp_losses[t], tol(exp_losses[t], loss_terms), case=case.name,
                            what=f"step {t} loss", dtype=dtype_name, device=f"torch-{device}", context=context)]
         for name in sorted(exp_params[t]):
             results.append(compare(t_params[t][name], exp_params[t][name], tol(exp_params[t][name]),

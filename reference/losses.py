@@ -13,7 +13,10 @@ from reference.activations import _sigmoid
 
 REDUCTIONS = ("mean", "sum")
 BCE_LOG_CLAMP = -100.0  # torch.nn.BCELoss clamps each log term at -100
-BCE_GRAD_EPS = 1e-12  # torch's BCE backward divides by max(p (1 - p), 1e-12)
+# torch's BCE backward divides by max(p (1 - p), EPSILON) where EPSILON is the
+# C++ constant `float EPSILON = 1e-12`: the float32 value 9.999999960041972e-13,
+# used as is in float64 too (visible as 1.000000004e12 in the slope at p = 0).
+BCE_GRAD_EPS = float(np.float32(1e-12))
 
 
 def _pair(pred_name, pred, target):
@@ -41,7 +44,8 @@ def mse_loss(pred, target, reduction="mean", scale=1.0):
 def bce_loss(prob, target, reduction="mean"):
     """Binary cross-entropy on probabilities, torch.nn.BCELoss semantics.
 
-    l_i = -(y_i max(log p_i, -100) + (1 - y_i) max(log(1 - p_i), -100)).
+    l_i = -(y_i max(log p_i, -100) + (1 - y_i) max(log1p(-p_i), -100))
+    (log1p as torch evaluates it: accurate for tiny p, where log(1 - p) rounds to 0).
     dl_i/dp_i = (p_i - y_i) / (p_i (1 - p_i)), with the denominator clamped at
     1e-12 as torch's backward does (so p = 0 or 1 gives a large finite slope).
     Shapes: prob, target any shape (equal), both in [0, 1].
@@ -52,7 +56,7 @@ def bce_loss(prob, target, reduction="mean"):
     _checks.choice("reduction", reduction, REDUCTIONS)
     with np.errstate(divide="ignore"):
         log_p = np.maximum(np.log(prob), BCE_LOG_CLAMP)
-        log_q = np.maximum(np.log(1 - prob), BCE_LOG_CLAMP)
+        log_q = np.maximum(np.log1p(-prob), BCE_LOG_CLAMP)
     per_element = -(target * log_p + (1 - target) * log_q)
     loss, r = _checks.reduce(per_element, reduction)
     denom = np.maximum((1 - prob) * prob, prob.dtype.type(BCE_GRAD_EPS))

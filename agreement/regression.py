@@ -1,0 +1,245 @@
+"""Checking one case against its stored baseline: the gate's verdict, finding by finding.
+
+Four kinds of finding, each naming case, array, dtype and device:
+
+* ``agreement``  torch (or NumPy float32) and the float64 reference disagree
+                 beyond the tolerance policy at the baseline's fixed example;
+* ``drift``      the float64 reference moved from its recorded value beyond the
+                 policy's float64 tolerance (gradients, loss, and trajectories
+                 with the trajectory module's per-step growth);
+* ``budget``     a worst error grew beyond its recorded value (error budget below);
+* ``baseline``   the file is missing, unreadable, malformed, a pickle, or recorded
+                 for a different case, shape, hyperparameters or optimizer set.
+
+Error budget. A worst error ``err/tol`` fails when it exceeds its recorded value
+by more than ``MARGIN`` (now > recorded * (1 + MARGIN)) *and* the error exceeds
+``FLOOR_ULPS`` units in the last place of the compared array's scale. The
+errors at these fixed examples are single roundings, about one ulp of the scale
+(docs/gate.md lists them); a legitimate change of summation order (a torch or
+BLAS upgrade, other SIMD widths) can turn one rounding into two, doubling an
+error, so MARGIN = 1 lets an error double and no more. Below FLOOR_ULPS ulps an
+error is a handful of roundings whatever its ratio, so 1e-20 -> 2e-20 or
+0 -> 1 ulp never trips.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from agreement import baselines
+from agreement.compare import compare
+from agreement.registry import Case
+from agreement.run import devices
+from agreement.tolerance import Tolerance, tolerance
+from agreement.trajectory import growth
+
+MARGIN = 1.0
+FLOOR_ULPS = 4
+
+
+@dataclass
+class Finding:
+    kind: str  # agreement | drift | budget | baseline
+    case: str
+    what: str  # "grad W1", "loss", "sgd step 2 param W1", "file"
+    dtype: str
+    device: str
+    baseline: float | None = None  # recorded value (drift), float64 reference (agreement), recorded err/tol (budget)
+    current: float | None = None
+    error: float | None = None  # |current - baseline| (budget: current abs error)
+    tolerance: float | None = None  # allowed error (budget: allowed err/tol)
+    detail: str = ""
+
+    def report(self) -> str:
+        head = f"{self.kind.upper()} {self.case}: {self.what} ({self.dtype}, {self.device})"
+        if self.kind == "baseline":
+            return f"{head}: {self.detail}"
+        if self.kind == "budget":
+            return (f"{head}: worst err/tol grew from {self.baseline:.4g} (recorded) to {self.current:.4g}, "
+                    f"beyond the budget {self.tolerance:.4g}; {self.detail}")
+        label = "float64 reference" if self.kind == "agreement" else "baseline"
+        return (f"{head}: {label} {self.baseline!r}, current {self.current!r}, error {self.error:.3e}, "
+                f"tolerance {self.tolerance:.3e}; {self.detail}")
+
+
+@dataclass
+class CaseResult:
+    case: str
+    path: str
+    findings: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    headroom: dict = field(default_factory=dict)  # budget key -> [recorded max err/tol, current max err/tol]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def report(self) -> str:
+        lines = [f"{self.case}: {len(self.findings)} finding(s) against {self.path}"]
+        return "\n".join(lines + [f.report() for f in self.findings] + [f"note: {n}" for n in self.notes])
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), allow_nan=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CaseResult:
+        d = json.loads(text)
+        return cls(d["case"], d["path"], [Finding(**f) for f in d["findings"]], d["notes"], d["headroom"])
+
+
+def check_case(case: Case, directory=None, size: str = baselines.SIZE, seed: int = 0) -> CaseResult:
+    path = (directory or baselines.directory()) / baselines.filename(case.name, size, seed)
+    result = CaseResult(case.name, str(path))
+    try:
+        doc = baselines.load(path)
+    except baselines.BaselineError as e:
+        result.findings.append(Finding("baseline", case.name, "file", "-", "-", detail=str(e)))
+        return result
+    m = baselines.measure(case, size, seed)
+    result.findings += _identity(case, doc, m, size, seed, path)
+    if result.findings:
+        return result  # a baseline of something else: comparing its numbers would only add noise
+    result.findings += _agreement(m)
+    result.findings += _drift(case, doc, m, path)
+    result.findings += _budget(case, doc, m, result)
+    result.notes += _environment_notes(doc["recorded_with"])
+    return result
+
+
+def _identity(case, doc, m, size, seed, path) -> list:
+    recorded, problems = doc["case"], []
+    for what, want, got in [("case", case.name, recorded["name"]), ("size", size, recorded["size"]),
+                            ("seed", seed, recorded["seed"]),
+                            ("shapes", baselines.shapes_of(m.example), recorded["shapes"]),
+                            ("hyperparameters", m.example.hyper, recorded.get("hyper")),
+                            ("optimizers", sorted(m.trajectories), sorted(doc["trajectories"]))]:
+        if want != got:
+            problems.append(Finding("baseline", case.name, what, "-", "-",
+                                    detail=f"{path} was recorded for {what} {got}, the registry now gives {want}: "
+                                           "regenerate it if the change is intended"))
+    for opt, t in doc["trajectories"].items():
+        if opt in m.trajectories and (t["hyper"], t["steps"]) != (m.trajectories[opt]["hyper"], baselines.STEPS):
+            problems.append(Finding("baseline", case.name, f"{opt} trajectory", "-", "-",
+                                    detail=f"recorded with {t['hyper']} for {t['steps']} steps, now "
+                                           f"{m.trajectories[opt]['hyper']} for {baselines.STEPS}"))
+    return problems
+
+
+def _agreement(m) -> list:
+    return [Finding("agreement", c.case, c.what, c.dtype, c.device, c.expected, c.actual, c.abs_err,
+                    c.abs_err / c.ratio if c.ratio else 0.0,
+                    f"worst element at {c.index} of shape {c.shape}, {c.ratio:.3g}x the tolerance")
+            for whats in m.comparisons.values() for c in whats.values() if not c.ok]
+
+
+def _drift_one(case, what, current, recorded, tol, path):
+    recorded = baselines.as_array(path, recorded, what)
+    current = np.asarray(current, np.float64)
+    if recorded.shape != current.shape:
+        return Finding("baseline", case.name, what, "float64", "numpy",
+                       detail=f"recorded shape {recorded.shape}, current {current.shape}: regenerate")
+    c = compare(current, recorded, tol(recorded), case=case.name, what=what, dtype="float64", device="numpy")
+    if c.ok:
+        return None
+    return Finding("drift", case.name, what, "float64", "numpy", c.expected, c.actual, c.abs_err,
+                   c.abs_err / c.ratio, f"worst element at {c.index} of shape {c.shape}, {c.ratio:.3g}x the tolerance")
+
+
+def _drift(case, doc, m, path) -> list:
+    n = case.reduction_length(m.example)
+    cond = case.loss_condition(m.example) if case.loss_condition else 1.0
+
+    def policy(recorded, scale=1.0, c=1.0):
+        base = tolerance(case.tolerance, np.float64, n, recorded, c)
+        return Tolerance(base.rtol * scale, base.atol * scale)
+
+    out = []
+    if m.loss is not None:
+        if doc["reference"]["loss"] is None:
+            out.append(Finding("baseline", case.name, "loss", "float64", "numpy", detail="no recorded loss"))
+        else:
+            out.append(_drift_one(case, "loss", m.loss, doc["reference"]["loss"], lambda r: policy(r, c=cond), path))
+    recorded_grads = doc["reference"]["grads"]
+    for name in sorted(set(m.grads) | set(recorded_grads)):
+        if name not in m.grads or name not in recorded_grads:
+            out.append(Finding("baseline", case.name, f"grad {name}", "float64", "numpy",
+                               detail=f"{'recorded' if name in recorded_grads else 'computed'} only: regenerate"))
+            continue
+        out.append(_drift_one(case, f"grad {name}", m.grads[name], recorded_grads[name], policy, path))
+    for opt_name, t in m.trajectories.items():
+        out += _drift_trajectory(case, opt_name, t, doc["trajectories"][opt_name], m, policy, path)
+    return [f for f in out if f is not None]
+
+
+def _drift_trajectory(case, opt_name, current, recorded, m, policy, path) -> list:
+    """Step t is allowed the trajectory module's tolerance: policy * (t + 1) * G_t."""
+    from agreement.optimizers import OPTIMIZERS
+
+    g = growth(case, OPTIMIZERS[opt_name], m.example, current["hyper"], baselines.STEPS)
+    for t in range(baselines.STEPS):
+        scale = (t + 1) * g[t]
+        found = [_drift_one(case, f"{opt_name} step {t} loss", current["losses"][t], recorded["losses"][t],
+                            lambda r, s=scale: policy(r, s), path)]
+        for name in sorted(current["params"]):
+            if name not in recorded["params"]:
+                found.append(Finding("baseline", case.name, f"{opt_name} param {name}", "float64", "numpy",
+                                     detail="not recorded: regenerate"))
+                continue
+            found.append(_drift_one(case, f"{opt_name} step {t} param {name}", current["params"][name][t],
+                                    recorded["params"][name][t], lambda r, s=scale: policy(r, s), path))
+        found = [f for f in found if f is not None]
+        if found:
+            return found  # later steps inherit the first divergence
+    return []
+
+
+def _optional(key: str) -> bool:
+    """Budgets for devices absent on one side (e.g. CUDA) are notes, not failures."""
+    return not (key.endswith("/torch-cpu") or key.endswith("/numpy"))
+
+
+def _budget(case, doc, m, result) -> list:
+    out, recorded_all = [], doc["worst_errors"]
+    for key in sorted(set(m.comparisons) | set(recorded_all)):
+        dtype, device = key.split("/", 1)
+        if key not in recorded_all or key not in m.comparisons:
+            message = (f"no recorded worst errors for {key}" if key not in recorded_all
+                       else f"{key} recorded but not measured here (devices now: {devices()})")
+            if _optional(key):
+                result.notes.append(message)
+            else:
+                out.append(Finding("baseline", case.name, "worst errors", dtype, device, detail=message))
+            continue
+        current, recorded = m.comparisons[key], recorded_all[key]
+        result.headroom[key] = [max((e["ratio"] for e in recorded.values()), default=0.0),
+                                max((c.ratio for c in current.values()), default=0.0)]
+        for what in sorted(set(current) | set(recorded)):
+            if what not in current or what not in recorded:
+                out.append(Finding("baseline", case.name, what, dtype, device,
+                                   detail=f"worst error {'recorded' if what in recorded else 'measured'} only: "
+                                          "regenerate"))
+                continue
+            c, entry = current[what], recorded[what]
+            allowed = entry["ratio"] * (1 + MARGIN)
+            floor = FLOOR_ULPS * float(np.finfo(dtype).eps) * baselines.comparison_scale(c)
+            if c.ratio > allowed and c.abs_err > floor:
+                out.append(Finding("budget", case.name, what, dtype, device, entry["ratio"], c.ratio, c.abs_err,
+                                   allowed, f"abs error {c.abs_err:.3e} (recorded {entry['abs_err']:.3e}) is above "
+                                            f"the floor {floor:.3e} ({FLOOR_ULPS} ulps of scale "
+                                            f"{baselines.comparison_scale(c):.3g})"))
+    return out
+
+
+def _environment_notes(recorded: dict) -> list:
+    now = baselines.environment()
+    return [f"recorded with {k} {recorded.get(k)}, running {now[k]}"
+            for k in ("numpy", "torch", "python", "machine", "blas") if recorded.get(k) != now[k]]
+
+
+def stale_files(directory, cases, size: str = baselines.SIZE, seeds=baselines.SEEDS) -> list:
+    """Baseline files that no registered case, size and seed would read."""
+    wanted = {baselines.filename(c.name, size, s) for c in cases for s in seeds}
+    return sorted(p for p in directory.glob("*.json") if p.name not in wanted)

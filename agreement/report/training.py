@@ -1,0 +1,134 @@
+"""Training curves of the NumPy reference and its torch twin, and their divergence per step.
+
+The tolerance drawn per step is the one ``agreement.trajectory.compare_trajectories``
+applies: it is read from that function's comparisons, never re-derived here.
+That function reports one step per call (the last, or the first that failed),
+so it is called for ``checked_steps``, a geometric selection of step counts
+ending at the last step: the sum of those counts, about 2-3x ``steps``
+optimizer steps, instead of steps * (steps + 1) / 2 for every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agreement.compare import Comparison
+from agreement.optimizers import OPTIMIZERS
+from agreement.registry import Case, Example
+from agreement.run import TORCH_DTYPES
+from agreement.trajectory import compare_trajectories, reference_trajectory
+from torch_impl import train
+
+DTYPES = (np.float32, np.float64)
+OPTIMIZER = OPTIMIZERS["sgd"]
+# Step sizes tried when SGD's default diverges on a builder's example (sum-reduced
+# losses over tutorial-sized batches): each a tenth of the one before.
+LR_TRIALS = 8
+# A trajectory counts as stable while every parameter stays finite and within
+# this factor of the largest initial magnitude (or of 1).
+GROWTH_LIMIT = 1e3
+
+
+@dataclass
+class DtypeTrajectory:
+    """One dtype's runs. Losses are per step, before each update."""
+
+    dtype: str
+    numpy_losses: np.ndarray  # the reference computed in this dtype
+    torch_losses: np.ndarray  # the twin in this dtype
+    reference_losses: np.ndarray  # float64 reference from the same (rounded) start
+    checked_steps: list  # steps whose tolerance compare_trajectories reported
+    loss_allowed: list  # the allowed |torch loss - reference loss| at those steps
+    loss_errors: list  # compare_trajectories' |torch loss - reference loss| there (= torch_divergence)
+    worst: Comparison  # largest error/tolerance ratio over loss and parameters at the last checked step
+
+    @property
+    def torch_divergence(self) -> np.ndarray:
+        return np.abs(self.torch_losses - self.reference_losses)
+
+    @property
+    def numpy_divergence(self) -> np.ndarray:
+        return np.abs(self.numpy_losses.astype(np.float64) - self.reference_losses)
+
+    @property
+    def failed_step(self) -> int | None:
+        return self.checked_steps[-1] if not self.worst.ok else None
+
+
+@dataclass
+class TrainingResult:
+    opt_hyper: dict
+    lr_note: str  # empty, or why the step size differs from SGD's default
+    runs: dict  # dtype name -> DtypeTrajectory
+
+
+def checked_steps(steps: int, count: int = 6) -> list[int]:
+    """Step counts 1 .. steps, geometrically spaced, always including ``steps``."""
+    counts = np.unique(np.round(np.geomspace(1, steps, min(count, steps))).astype(int))
+    return [int(k) for k in counts]
+
+
+def _is_stable(example: Example, trajectory) -> bool:
+    start = max((float(np.max(np.abs(v), initial=0)) for v in example.params.values()), default=0.0)
+    limit = GROWTH_LIMIT * max(start, 1.0)
+    return all(np.all(np.isfinite(v)) and float(np.max(np.abs(v), initial=0)) <= limit
+               for params in trajectory for v in params.values())
+
+
+def stable_hyper(case: Case, example: Example, steps: int) -> tuple[dict, str]:
+    """SGD's defaults, with the step size divided by 10 until the float64 reference
+    trajectory stays finite and bounded (see GROWTH_LIMIT)."""
+    hyper = dict(OPTIMIZER.defaults)
+    ex64 = example.astype(np.float64)
+    for _ in range(LR_TRIALS):
+        try:
+            with np.errstate(all="ignore"):
+                _, trajectory = reference_trajectory(case, OPTIMIZER, ex64, hyper, steps)
+            if _is_stable(ex64, trajectory):
+                break
+        except (ValueError, FloatingPointError):
+            pass  # the reference rejects non-finite inputs: diverged
+        hyper["lr"] /= 10
+    else:
+        raise RuntimeError(f"{case.name}: SGD diverges even at lr={hyper['lr'] * 10:g}")
+    default_lr = OPTIMIZER.defaults["lr"]
+    note = "" if hyper["lr"] == default_lr else (
+        f"lr {default_lr:g} (SGD default here) diverges on this example; lowered to {hyper['lr']:g}")
+    return hyper, note
+
+
+def _loss_comparison(comparisons) -> Comparison:
+    return next(c for c in comparisons if c.what.endswith(" loss"))
+
+
+def _step_of(comparison: Comparison) -> int:
+    return int(comparison.what.split()[1])  # "step 3 loss" / "step 3 param W"
+
+
+def _dtype_run(case, example, hyper, steps, dtype, device) -> DtypeTrajectory:
+    ex = example.astype(dtype)
+    numpy_losses, _ = reference_trajectory(case, OPTIMIZER, ex, hyper, steps)
+    reference_losses, _ = reference_trajectory(case, OPTIMIZER, ex.astype(np.float64), hyper, steps)
+    torch_losses, _ = train.train(case.twin, ex.params, ex.data, ex.hyper, OPTIMIZER.torch_name, hyper,
+                                  steps, device, TORCH_DTYPES[np.dtype(dtype)])
+    checked, allowed, errors, worst = [], [], [], None
+    for count in checked_steps(steps):
+        comparisons = compare_trajectories(case, OPTIMIZER, ex, hyper, count, dtype, device)
+        loss = _loss_comparison(comparisons)
+        checked.append(_step_of(loss))
+        allowed.append(float(loss.tol.bound(np.asarray(loss.expected))))
+        errors.append(loss.abs_err)
+        worst = max(comparisons, key=lambda c: c.ratio)
+        if not worst.ok:
+            break  # later counts stop at the same failing step
+    return DtypeTrajectory(np.dtype(dtype).name, numpy_losses, np.asarray(torch_losses, np.float64),
+                           reference_losses, checked, allowed, errors, worst)
+
+
+def training(case: Case, size: str, steps: int, seed: int, device: str) -> TrainingResult:
+    example = case.build(size, np.float64, seed)
+    hyper, note = stable_hyper(case, example, steps)
+    runs = {np.dtype(d).name: _dtype_run(case, example, hyper, steps, d, device) for d in DTYPES}
+    return TrainingResult(hyper, note, runs)
