@@ -31,8 +31,9 @@ import numpy as np
 
 from agreement import baselines
 from agreement.compare import compare
+from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case
-from agreement.run import devices
+from agreement.run import devices, term_scales
 from agreement.tolerance import Tolerance, tolerance
 from agreement.trajectory import growth
 
@@ -98,10 +99,10 @@ def check_case(case: Case, directory=None, size: str = baselines.SIZE, seed: int
     except baselines.BaselineError as e:
         result.findings.append(Finding("baseline", case.name, "file", "-", "-", detail=str(e)))
         return result
-    m = baselines.measure(case, size, seed)
-    result.findings += _identity(case, doc, m, size, seed, path)
+    result.findings += _identity(case, doc, case.build(size, np.float64, seed), size, seed, path)
     if result.findings:
         return result  # a baseline of something else: comparing its numbers would only add noise
+    m = baselines.measure(case, size, seed)
     result.findings += _agreement(m)
     result.findings += _drift(case, doc, m, path)
     result.findings += _budget(case, doc, m, result)
@@ -109,22 +110,30 @@ def check_case(case: Case, directory=None, size: str = baselines.SIZE, seed: int
     return result
 
 
-def _identity(case, doc, m, size, seed, path) -> list:
+def _as_stored(value):
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _identity(case, doc, example, size, seed, path) -> list:
+    """Is this the baseline of this case, size, seed, shapes, hyperparameters and optimizers?"""
     recorded, problems = doc["case"], []
+    optimizers = {o.name: _as_stored(o.defaults) for o in OPTIMIZERS.values()} if case.trainable else {}
     for what, want, got in [("case", case.name, recorded["name"]), ("size", size, recorded["size"]),
                             ("seed", seed, recorded["seed"]),
-                            ("shapes", baselines.shapes_of(m.example), recorded["shapes"]),
-                            ("hyperparameters", m.example.hyper, recorded.get("hyper")),
-                            ("optimizers", sorted(m.trajectories), sorted(doc["trajectories"]))]:
+                            ("shapes", baselines.shapes_of(example), recorded["shapes"]),
+                            ("hyperparameters", _as_stored(example.hyper), recorded.get("hyper")),
+                            ("optimizers", sorted(optimizers), sorted(doc["trajectories"]))]:
         if want != got:
             problems.append(Finding("baseline", case.name, what, "-", "-",
                                     detail=f"{path} was recorded for {what} {got}, the registry now gives {want}: "
                                            "regenerate it if the change is intended"))
     for opt, t in doc["trajectories"].items():
-        if opt in m.trajectories and (t["hyper"], t["steps"]) != (m.trajectories[opt]["hyper"], baselines.STEPS):
+        now = optimizers.get(opt)
+        if opt in optimizers and (t["hyper"], t["steps"]) != (now, baselines.STEPS):
             problems.append(Finding("baseline", case.name, f"{opt} trajectory", "-", "-",
                                     detail=f"recorded with {t['hyper']} for {t['steps']} steps, now "
-                                           f"{m.trajectories[opt]['hyper']} for {baselines.STEPS}"))
+                                           f"{now} for {baselines.STEPS}"))
     return problems
 
 
@@ -149,51 +158,64 @@ def _drift_one(case, what, current, recorded, tol, path):
 
 
 def _drift(case, doc, m, path) -> list:
+    """The current float64 reference against the recorded one, within the policy's float64 tolerance."""
     n = case.reduction_length(m.example)
     cond = case.loss_condition(m.example) if case.loss_condition else 1.0
+    terms = term_scales(case, m.example)
 
-    def policy(recorded, scale=1.0, c=1.0):
-        base = tolerance(case.tolerance, np.float64, n, recorded, c)
-        return Tolerance(base.rtol * scale, base.atol * scale)
+    def policy(terms=0.0, cond=1.0, scale=1.0):
+        def tol(recorded):
+            base = tolerance(case.tolerance, np.float64, n, recorded, cond, terms)
+            return Tolerance(base.rtol * scale, base.atol * scale)
+
+        return tol
 
     out = []
     if m.loss is not None:
         if doc["reference"]["loss"] is None:
             out.append(Finding("baseline", case.name, "loss", "float64", "numpy", detail="no recorded loss"))
         else:
-            out.append(_drift_one(case, "loss", m.loss, doc["reference"]["loss"], lambda r: policy(r, c=cond), path))
+            out.append(_drift_one(case, "loss", m.loss, doc["reference"]["loss"],
+                                  policy(terms.get("loss", 0.0), cond), path))
     recorded_grads = doc["reference"]["grads"]
     for name in sorted(set(m.grads) | set(recorded_grads)):
         if name not in m.grads or name not in recorded_grads:
             out.append(Finding("baseline", case.name, f"grad {name}", "float64", "numpy",
                                detail=f"{'recorded' if name in recorded_grads else 'computed'} only: regenerate"))
             continue
-        out.append(_drift_one(case, f"grad {name}", m.grads[name], recorded_grads[name], policy, path))
+        out.append(_drift_one(case, f"grad {name}", m.grads[name], recorded_grads[name],
+                              policy(terms.get(name, 0.0)), path))
     for opt_name, t in m.trajectories.items():
         out += _drift_trajectory(case, opt_name, t, doc["trajectories"][opt_name], m, policy, path)
     return [f for f in out if f is not None]
 
 
 def _drift_trajectory(case, opt_name, current, recorded, m, policy, path) -> list:
-    """Step t is allowed the trajectory module's tolerance: policy * (t + 1) * G_t."""
-    from agreement.optimizers import OPTIMIZERS
-
+    """Step t is allowed what agreement/trajectory.py allows: policy * (t + 1) * G_t,
+    with the loss judged against the size of its terms at the parameters before the step."""
     g = growth(case, OPTIMIZERS[opt_name], m.example, current["hyper"], baselines.STEPS)
     for t in range(baselines.STEPS):
         scale = (t + 1) * g[t]
+        before = m.example.params if t == 0 else {k: v[t - 1] for k, v in current["params"].items()}
+        loss_terms = term_scales(case, m.example.with_params(before)).get("loss", 0.0)
         found = [_drift_one(case, f"{opt_name} step {t} loss", current["losses"][t], recorded["losses"][t],
-                            lambda r, s=scale: policy(r, s), path)]
+                            policy(loss_terms, scale=scale), path)]
         for name in sorted(current["params"]):
             if name not in recorded["params"]:
                 found.append(Finding("baseline", case.name, f"{opt_name} param {name}", "float64", "numpy",
                                      detail="not recorded: regenerate"))
                 continue
             found.append(_drift_one(case, f"{opt_name} step {t} param {name}", current["params"][name][t],
-                                    recorded["params"][name][t], lambda r, s=scale: policy(r, s), path))
+                                    recorded["params"][name][t], policy(scale=scale), path))
         found = [f for f in found if f is not None]
         if found:
             return found  # later steps inherit the first divergence
     return []
+
+
+def budget_limits(recorded_ratio: float, dtype, scale: float) -> tuple[float, float]:
+    """(largest err/tol allowed, error floor below which growth is never judged); see the module docstring."""
+    return recorded_ratio * (1 + MARGIN), FLOOR_ULPS * float(np.finfo(dtype).eps) * scale
 
 
 def _optional(key: str) -> bool:
@@ -223,8 +245,7 @@ def _budget(case, doc, m, result) -> list:
                                           "regenerate"))
                 continue
             c, entry = current[what], recorded[what]
-            allowed = entry["ratio"] * (1 + MARGIN)
-            floor = FLOOR_ULPS * float(np.finfo(dtype).eps) * baselines.comparison_scale(c)
+            allowed, floor = budget_limits(entry["ratio"], dtype, baselines.comparison_scale(c))
             if c.ratio > allowed and c.abs_err > floor:
                 out.append(Finding("budget", case.name, what, dtype, device, entry["ratio"], c.ratio, c.abs_err,
                                    allowed, f"abs error {c.abs_err:.3e} (recorded {entry['abs_err']:.3e}) is above "
