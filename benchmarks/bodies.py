@@ -1,0 +1,126 @@
+"""What is timed: one training step, or one forward+backward, per backend.
+
+Everything else happens before timing starts: building the module, moving the
+data to the device, creating optimizer state (one step is taken first, so the
+momentum buffers exist), first-call allocation. Each builder returns a Body:
+
+* ``run()``   the timed call; torch bodies never call ``.item()`` or sync;
+* ``reset()`` untimed, before every round: puts parameters and optimizer state
+              back where the first timed round found them, so every round times
+              the same step and no run drifts into overflow however long it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from agreement.optimizers import OPTIMIZERS
+from benchmarks.settings import OPTIMIZER, TORCH_DTYPES
+from reference import fast
+from torch_impl import train
+
+
+@dataclass
+class Body:
+    run: Callable[[], object]
+    reset: Callable[[], None] | None = None
+
+
+def _optimizer():
+    return OPTIMIZERS[OPTIMIZER]
+
+
+def has_fast_path(case) -> bool:
+    return fast.for_reference(case.reference) is not None and OPTIMIZER == "sgd"
+
+
+def numpy_readable(case, example, phase: str) -> Body:
+    """The registry's reference function and the table's pure optimizer update."""
+    params, data, hyper = example.params, example.data, example.hyper
+    if phase == "fwd_bwd":
+        return Body(lambda: case.reference(params, data, **hyper))
+    opt = _optimizer()
+    _, grads = case.reference(params, data, **hyper)
+    first = opt.update(params, grads, opt.init(params), **opt.defaults)
+    live = {}
+
+    def reset():  # the pure update never mutates, so the saved dicts are reused as they are
+        live["params"], live["state"] = first
+
+    def run():
+        loss, grads = case.reference(live["params"], data, **hyper)
+        live["params"], live["state"] = opt.update(live["params"], grads, live["state"], **opt.defaults)
+        return loss
+
+    return Body(run, reset)
+
+
+def numpy_fast(case, example, phase: str) -> Body:
+    """reference.fast: the same math into buffers allocated once (see that module)."""
+    model = fast.for_reference(case.reference)(example.params, example.data, **example.hyper)
+    if phase == "fwd_bwd":
+        return Body(model.loss_and_grads)
+    sgd = fast.SGD(model.flat_params, **_optimizer().defaults)
+
+    def run():
+        loss = model.loss_and_grads()
+        sgd.update(model.flat_grads)
+        return loss
+
+    run()
+    saved = sgd.state()
+    return Body(run, lambda: sgd.restore(saved))
+
+
+def numpy_body(case, example, phase: str, readable: bool = False) -> Body:
+    if readable or not has_fast_path(case):
+        return numpy_readable(case, example, phase)
+    return numpy_fast(case, example, phase)
+
+
+def torch_body(case, example, phase: str, device: str) -> Body:
+    """The twin as a PyTorch user writes the loop: zero_grad(set_to_none=True),
+    forward, backward, optimizer.step() (its update runs under no_grad)."""
+    dtype = TORCH_DTYPES[example.dtype]
+    module = train.build(case.twin, example.params, example.hyper, device, dtype)
+    batch = train.to_device(example.data, device, dtype)
+    if phase == "fwd_bwd":
+        def forward_backward():
+            module.zero_grad(set_to_none=True)
+            loss = module(**batch)
+            loss.backward()
+            return loss
+
+        return Body(forward_backward)
+    opt = _optimizer()
+    optimizer = getattr(torch.optim, opt.torch_name)(module.parameters(), **opt.defaults)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = module(**batch)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    step()
+    params = list(module.parameters())
+    saved = [(p.detach().clone(), {k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)})
+             for p in params]
+
+    @torch.no_grad()
+    def reset():
+        for p, (value, state) in zip(params, saved, strict=True):
+            p.copy_(value)
+            for key, tensor in state.items():
+                optimizer.state[p][key].copy_(tensor)
+
+    return Body(step, reset)
+
+
+def host_to_device_body(example, device: str) -> Body:
+    """One batch copied from NumPy arrays in host memory to ``device`` tensors."""
+    dtype = TORCH_DTYPES[example.dtype]
+    return Body(lambda: train.to_device(example.data, device, dtype))

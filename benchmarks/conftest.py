@@ -1,0 +1,85 @@
+"""Benchmark session: untimed by default, fixed threads, and the closing summary.
+
+Plain ``pytest`` runs every benchmark body once, untimed, as a smoke test:
+this hook turns on pytest-benchmark's ``--benchmark-disable`` unless the run
+asks for timing with ``--benchmark-only`` or ``--benchmark-enable`` (or skips
+benchmarks with ``--benchmark-skip``). The option cannot live in ``addopts``:
+pytest-benchmark refuses ``--benchmark-disable`` together with
+``--benchmark-only``. It runs before pytest-benchmark reads its options, since
+its own ``pytest_configure`` is ``trylast`` and this file is an initial
+conftest whenever benchmarks/ is collected from the command line or
+``testpaths``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+from benchmarks import summary
+from benchmarks.measure import blas_kernels, measured_limits
+from benchmarks.settings import TF32, THREADS
+
+_TIMING_OPTIONS = ("benchmark_only", "benchmark_enable", "benchmark_skip")
+
+
+def pytest_configure(config):
+    if any(config.getoption(name, False) for name in _TIMING_OPTIONS):
+        return
+    config.option.benchmark_disable = True
+    session = getattr(config, "_benchmarksession", None)
+    if session is not None:  # loaded late (e.g. `pytest .`): pytest-benchmark has read its options already
+        session.disabled = True
+
+
+def pytest_collection_modifyitems(config, items):
+    """Untimed runs skip the large size: the code is the same as at the other sizes,
+    and running it once costs seconds that a smoke test does not need."""
+    if not config.option.benchmark_disable or config.option.benchmark_enable:
+        return
+    large = [item for item in items if getattr(item, "callspec", None) and item.callspec.params.get("size") == "large"]
+    if large:
+        config.hook.pytest_deselected(items=large)
+        items[:] = [item for item in items if item not in large]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fixed_threads():
+    """NumPy's BLAS and torch's pool at THREADS each, for every benchmark; restored afterwards."""
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=THREADS, user_api="blas"):
+        torch.set_num_threads(THREADS)
+        yield
+    torch.set_num_threads(before)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["benchmark_threads"] = THREADS
+    machine_info["blas"] = blas_kernels()
+    machine_info["torch"] = torch.__version__
+    machine_info["cuda"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    machine_info["tf32"] = TF32
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["measured_limits"] = measured_limits()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not summary.RESULTS:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("NumPy vs torch: medians, ratios, fraction of the measured limit")
+    write(f"threads: {THREADS} (NumPy BLAS and torch); TF32: {'on' if TF32 else 'off'}; "
+          "limit: % of matmul peak (mm) or of copy bandwidth (bw)")
+    for key, value in measured_limits().items():
+        mm = value["matmul"]
+        libs = ", ".join(f"{k} {v:.4g}" for k, v in mm.items() if k not in ("n", "peak"))
+        write(f"  {key}: matmul peak {mm['peak']:.4g} GFLOP/s ({libs}; n={mm['n']}), "
+              f"copy {value['copy_gbytes_per_s']:.3g} GB/s")
+    for line in summary.table(summary.RESULTS):
+        write(line)
+    terminalreporter.section("performance targets (reported, not asserted)")
+    for line in summary.targets(summary.RESULTS):
+        write(line)

@@ -1,0 +1,48 @@
+"""Run settings every benchmark states in its results: CPU threads, TF32, optimizer.
+
+Threads: NumPy's BLAS (OpenBLAS, pthreads) and torch's intra-op pool (OpenMP,
+MKL) are both fixed to ``BENCHMARK_THREADS`` (default 1). The benchmarks
+alternate the two libraries in one process; two spinning pools on a 2-core
+machine shared with other work cost more than the second core gains, and a
+single thread makes results repeatable and fair (both sides get the same
+cores). Set ``BENCHMARK_THREADS=2`` (or more) on a quiet machine.
+
+TF32: off for both matmul and cuDNN unless ``BENCHMARK_TF32=1``, so float32 on
+CUDA means float32 arithmetic, like the CPU (torch's defaults differ between the
+two flags: matmul off, cuDNN on).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+THREADS = int(os.environ.get("BENCHMARK_THREADS", "1"))
+TF32 = os.environ.get("BENCHMARK_TF32", "0") == "1"
+
+# One optimizer is timed: SGD with the table's defaults (momentum, Nesterov,
+# weight decay), the one the NumPy fast path implements.
+OPTIMIZER = "sgd"
+
+SIZES = ("tiny", "tutorial", "large")
+DTYPES = (np.float32, np.float64)
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def cuda_skip_reason() -> str:
+    if torch.version.cuda is None:
+        return f"torch-cuda skipped: this torch {torch.__version__} is a CPU-only build (no CUDA)"
+    return "torch-cuda skipped: torch has CUDA support but no CUDA device is visible"
+
+
+def apply_tf32() -> dict:
+    """Set both TF32 switches explicitly; returns what was set, for the results."""
+    torch.backends.cuda.matmul.allow_tf32 = TF32
+    torch.backends.cudnn.allow_tf32 = TF32
+    return {"matmul_tf32": TF32, "cudnn_tf32": TF32}
