@@ -1,8 +1,9 @@
 """Run one Body under pytest-benchmark and state what was measured beside it.
 
 Each round is one call, preceded by the body's untimed ``reset``; the number of
-rounds is chosen so that the timed calls take about ``--benchmark-max-time``
-(at least ``--benchmark-min-rounds``), after ``WARMUP_ROUNDS`` untimed rounds.
+rounds is chosen from untimed estimate calls so that the timed calls take about
+``--benchmark-max-time`` (at least ``--benchmark-min-rounds``, at most
+``MAX_ROUNDS``), after ``WARMUP_ROUNDS`` more untimed rounds.
 When benchmarks are disabled (plain ``pytest``) the body runs once, untimed.
 """
 
@@ -19,8 +20,9 @@ from benchmarks import peak, summary
 from benchmarks.clocks import clock_for
 from benchmarks.settings import THREADS, apply_tf32
 
-WARMUP_ROUNDS = 2
+WARMUP_ROUNDS = 1  # after the estimate's calls, which warm up too
 ESTIMATE_CALLS = 3
+SLOW_CALL_S = 0.01  # one call this long is estimate enough
 MAX_ROUNDS = 20_000
 
 _limits: dict = {}
@@ -48,7 +50,7 @@ def blas_kernels() -> list:
 
 def _rounds(body, clock, config) -> int:
     times = []
-    for _ in range(ESTIMATE_CALLS):
+    while len(times) < ESTIMATE_CALLS and not (times and times[0] >= SLOW_CALL_S):
         if body.reset:
             body.reset()
         start = clock()

@@ -62,3 +62,15 @@ def test_summary_table_groups_backends_and_states_ratios():
     text = "\n".join(summary.table(rows))
     assert "3.00x" in text and "1 ms" in text and "3 ms" in text and "50% mm" in text
     assert any(line.startswith("met  numpy step faster") for line in summary.targets(rows))
+
+
+@pytest.mark.slow  # importing matplotlib takes seconds
+def test_plot_draws_time_against_size_per_backend(tmp_path):
+    from benchmarks import plot
+
+    results = {"benchmarks": [
+        {"extra_info": dict(case="c", phase="step", backend=b, dtype="float32", size=s), "stats": {"median": t}}
+        for b in ("numpy", "torch-cpu") for s, t in (("tiny", 1e-5), ("large", 1e-1))]}
+    assert plot.series(results)[("c", "step")][("numpy", "float32")] == {"tiny": 1e-5, "large": 1e-1}
+    out = plot.plot(results, tmp_path / "plot.png")
+    assert out.stat().st_size > 1000
