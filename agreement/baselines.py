@@ -21,6 +21,7 @@ interrupted regeneration leaves every file either old or new, never partial.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import numbers
 import os
@@ -82,10 +83,11 @@ def budget_key(c: Comparison) -> str:
     return f"{c.dtype}/{c.device}"
 
 
-def _trajectory_what(opt_name: str, c: Comparison) -> str:
-    """Trajectory comparisons name their step ("step 4 param W"); the budget entry
-    is per optimizer and array so it stays comparable if the stopping step moves."""
-    return f"{opt_name} trajectory {c.what.split(' ', 2)[2]}"
+def _trajectory_what(c: Comparison) -> str:
+    """Trajectory comparisons name their step ("sgd step 4 param W"); the budget entry
+    is per optimizer and array ("sgd trajectory param W"), comparable if the step moves."""
+    opt_name, _, _, array = c.what.split(" ", 3)
+    return f"{opt_name} trajectory {array}"
 
 
 def measure(case: Case, size: str = SIZE, seed: int = 0) -> Measurement:
@@ -106,7 +108,8 @@ def measure(case: Case, size: str = SIZE, seed: int = 0) -> Measurement:
             if case.trainable:
                 for opt in OPTIMIZERS.values():
                     for c in compare_trajectories(case, opt, example, opt.defaults, STEPS, dtype, device):
-                        m.comparisons.setdefault(budget_key(c), {})[_trajectory_what(opt.name, c)] = c
+                        c = dataclasses.replace(c, what=f"{opt.name} {c.what}")
+                        m.comparisons.setdefault(budget_key(c), {})[_trajectory_what(c)] = c
     return m
 
 

@@ -8,6 +8,7 @@ reports come out the same with or without pytest-xdist.
 from __future__ import annotations
 
 import platform
+import textwrap
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ def read_junit(path) -> list[Outcome]:
             node = case.find(tag)
             if node is not None:
                 status = {"failure": "failed"}.get(tag, tag)
-                message = (node.text or node.get("message") or "").strip()
+                message = _exception_lines(node.text or "") or (node.get("message") or node.text or "").strip()
                 break
         result = None
         for prop in case.iter("property"):
@@ -45,6 +46,13 @@ def read_junit(path) -> list[Outcome]:
                 result = CaseResult.from_json(prop.get("value"))
         outcomes.append(Outcome(f"{case.get('classname')}::{case.get('name')}", status, message, result))
     return outcomes
+
+
+def _exception_lines(longrepr: str) -> str:
+    """The ``E`` lines of a pytest traceback: the exception, then Hypothesis's falsifying
+    example and its @reproduce_failure line, without the source listing around them."""
+    lines = [line[1:] for line in longrepr.splitlines() if line.startswith("E ") or line.rstrip() == "E"]
+    return textwrap.dedent("\n".join(lines)).strip()
 
 
 def counts(outcomes) -> dict:

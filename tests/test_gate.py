@@ -87,14 +87,18 @@ def test_error_budget_catches_growth_within_tolerance():
     assert f.baseline < f.tolerance < f.current < 1
 
 
-@pytest.mark.parametrize("recorded, now, abs_err, fails", [
-    (0.01, 0.019, 1.0, False),  # within the margin
-    (0.01, 0.021, 1.0, True),  # beyond it, error above the floor
-    (0.01, 0.5, 1e-20, False),  # below the floor: rounding noise whatever the ratio
-    (0.0, 1e-3, 1.0, True),
+@pytest.mark.parametrize("recorded, now, ulps, steps, fails", [
+    (0.01, 0.019, 10, 1, False),  # within the margin
+    (0.01, 0.021, 10, 1, True),  # beyond it, error above the floor (4 ulps)
+    (0.01, 0.5, 3, 1, False),  # below the floor: rounding noise whatever the ratio
+    (0.0, 1e-3, 5, 1, True),
+    (0.01, 0.5, 10, 5, False),  # a 5-step trajectory's floor is 20 ulps
+    (0.01, 0.5, 21, 5, True),
 ])
-def test_budget_rule(recorded, now, abs_err, fails):
-    allowed, floor = regression.budget_limits(recorded, "float32", scale=1e-6)
+def test_budget_rule(recorded, now, ulps, steps, fails):
+    scale = 3.0
+    allowed, floor = regression.budget_limits(recorded, "float32", scale, steps)
+    abs_err = ulps * float(np.finfo(np.float32).eps) * scale
     assert (now > allowed and abs_err > floor) == fails
 
 
