@@ -130,7 +130,8 @@ def _budget_table(outcomes) -> list:
             + _table(["case", *keys], rows) + ["", "</details>"])
 
 
-def markdown(outcomes, exit_code: int, profile: str, max_message_lines: int = 40) -> str:
+def markdown(outcomes, exit_code: int, profile: str, max_message_lines: int = 40, max_rows: int = 100) -> str:
+    """GitHub's job summary takes up to 1 MiB per step: long lists are cut at ``max_rows``."""
     ok = passed(outcomes, exit_code)
     c = counts(outcomes)
     lines = [f"## Gradient regression gate: {'✅ passed' if ok else '❌ failed'}", "",
@@ -142,9 +143,12 @@ def markdown(outcomes, exit_code: int, profile: str, max_message_lines: int = 40
         lines += ["", "No test results were recorded: the test run itself failed (see the job log)."]
     findings = _findings(outcomes)
     if findings:
-        lines += ["", f"### Baseline findings ({len(findings)})", ""] + _table(COLUMNS, [_row(f) for f in findings])
+        lines += ["", f"### Baseline findings ({len(findings)})", ""]
+        lines += _table(COLUMNS, [_row(f) for f in findings[:max_rows]])
+        if len(findings) > max_rows:
+            lines += ["", f"... and {len(findings) - max_rows} more (console output and junit.xml have all)."]
         lines += ["", "<details><summary>Details</summary>", "", "```text"]
-        lines += [f.report() for f in findings] + ["```", "", "</details>"]
+        lines += [f.report() for f in findings[:max_rows]] + ["```", "", "</details>"]
     others = _other_failures(outcomes)
     if others:
         lines += ["", f"### Other failing tests ({len(others)})"]
