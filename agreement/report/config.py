@@ -33,7 +33,7 @@ class ReportConfig:
     device: str = "cpu"
     cases: tuple[str, ...] | None = None
     benchmarks: Path | None = None
-    dpi: int = 72
+    dpi: int = 90
     progress: bool | None = None
 
     def __post_init__(self):

@@ -71,7 +71,8 @@ def gradient_errors(case: Case, size: str, seed: int, device: str) -> GradientRe
                     relative_errors(grads[param], expected[param], f"{side} {name}", name))
         comparisons += evaluate(case, example, dtype, device)
     parameters = []
-    for param, param_samples in samples.items():
+    for param in example.params:
+        param_samples = samples[param]
         rtol = {c.dtype: c.tol.rtol for c in comparisons
                 if c.what == f"grad {param}" and c.device.startswith("torch")}
         parameters.append(ParameterErrors(param, int(np.size(example.params[param])), param_samples, rtol))

@@ -64,7 +64,7 @@ class TrainingResult:
     runs: dict  # dtype name -> DtypeTrajectory
 
 
-def checked_steps(steps: int, count: int = 6) -> list[int]:
+def checked_steps(steps: int, count: int = 5) -> list[int]:
     """Step counts 1 .. steps, geometrically spaced, always including ``steps``."""
     counts = np.unique(np.round(np.geomspace(1, steps, min(count, steps))).astype(int))
     return [int(k) for k in counts]

@@ -1,0 +1,17 @@
+"""A self-contained HTML report of NumPy-vs-torch agreement, one section per registry case.
+
+    python -m agreement.report --out report.html          # all cases, about half a minute
+    python -m agreement.report --small --out small.html   # a few seconds
+
+Per case: training curves of the reference and its torch twin (float32 and
+float64) with their per-step divergence against the trajectory tolerance; the
+fit or decision boundary on plot-friendly data (regression and classification
+models) or the function and its derivative (activations, losses); histograms of
+element-wise gradient error per parameter; and, when a pytest-benchmark run was
+saved, time and fraction of matrix-product peak against size per backend.
+"""
+
+from agreement.report.build import build_report, write_report
+from agreement.report.config import ReportConfig
+
+__all__ = ["ReportConfig", "build_report", "write_report"]

@@ -1,0 +1,175 @@
+"""Compute every section and assemble the page.
+
+Threads: the report alternates NumPy and torch on small arrays, where two
+thread pools competing for the cores cost more than they gain, so both are
+held to one thread while it runs (threadpoolctl for BLAS, torch.set_num_threads
+for torch's intra-op pool) and torch's setting is restored afterwards. On CUDA,
+TF32 is switched off for the run (and restored) so float32 means float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from agreement.registry import Case, cases
+from agreement.report import bench, environment, figures, gradients, training, views
+from agreement.report.config import ReportConfig
+from agreement.report.page import CaseSection, Figure, render
+
+TITLE = "Gradient agreement report"
+# Work units per case for the progress bar: training, gradients, data-space view, benchmarks.
+PARTS = 4
+
+
+def selected_cases(names) -> list[Case]:
+    available = {c.name: c for c in cases()}
+    if names is None:
+        return list(available.values())
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"cases: unknown {unknown}; registered cases are {sorted(available)}")
+    return [available[n] for n in names]
+
+
+@contextlib.contextmanager
+def _controlled_numerics(device: str):
+    threads = torch.get_num_threads()
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.set_num_threads(1)
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with threadpool_limits(limits=1), np.errstate(all="ignore"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _ratio_cell(comparisons) -> tuple[str, bool]:
+    worst = max(comparisons, key=lambda c: c.ratio)
+    return f"{worst.ratio:.2g} ({worst.what})", worst.ok
+
+
+def _training_part(section, case, config):
+    result = training.training(case, config.size, config.steps, config.seed, config.device)
+    for name, run in result.runs.items():
+        text, ok = _ratio_cell([run.worst])
+        if run.failed_step is not None:
+            text = f"fails at step {run.failed_step}: {text}"
+        section.summary[f"trajectory {name}"] = (text, ok)
+    if result.lr_note:
+        section.notes.append(f"Trajectories: {result.lr_note}.")
+    if not case.trainable:
+        section.notes.append("Not a trainable model: SGD here minimizes the probe's scalar directly.")
+    section.figures.append(Figure(
+        "Training curves and their divergence", figures.training_figure(result, config.dpi),
+        f"{config.steps} SGD steps from the '{config.size}' example (seed {config.seed}). Top: loss before each "
+        "step, NumPy and torch, float32 and float64. Bottom: |torch loss - float64 reference loss| per step, "
+        "and the tolerance agreement.trajectory applies at the marked steps; dotted: the NumPy reference's "
+        "own float32 drift. Gaps: exactly equal (log scale has no 0).",
+        f"{case.name}: loss curves and per-step divergence"))
+
+
+def _gradient_part(section, case, config):
+    result = gradients.gradient_errors(case, config.size, config.seed, config.device)
+    for dtype in ("float32", "float64"):
+        picked = [c for c in result.comparisons if c.dtype == dtype and c.device.startswith("torch")]
+        section.summary[f"gradients {dtype}"] = _ratio_cell(picked)
+    section.figures.append(Figure(
+        "Gradient error per parameter", figures.gradient_figure(result, config.dpi),
+        f"Element-wise relative error |g - g_ref| / |g_ref| of each gradient on the '{config.size}' example "
+        f"(seed {config.seed}), against the float64 NumPy reference; exact matches are counted, not drawn. "
+        "Elements right of the rtol line can still pass: the policy judges small elements against the "
+        "array's largest (its atol).",
+        f"{case.name}: histograms of gradient relative error"))
+
+
+def _view_part(section, case, config):
+    fit = views.fit(case, config.fit_steps, config.seed, config.device)
+    if fit is not None:
+        what = "fitted curve" if fit.spec.kind == "regression" else "decision boundary"
+        section.figures.append(Figure(
+            f"The {what} on data", figures.fit_figure(fit, config.dpi),
+            f"Plot-friendly {'1-D' if fit.spec.kind == 'regression' else '2-D'} data (seed {config.seed}), "
+            f"{config.fit_steps} SGD steps in float32 on both sides from the same initial parameters.",
+            f"{case.name}: {what} from NumPy and torch parameters"))
+        return
+    s = views.function_slice(case, config.slice_points, config.seed, config.device)
+    title = "The function and its derivative" if case.kind == "activation" else "The loss along one coordinate"
+    section.figures.append(Figure(
+        title, figures.slice_figure(s, config.dpi),
+        f"{s.value_label} and its derivative as {s.coordinate} varies (other inputs from the 'tiny' example, "
+        "float64): NumPy reference against torch autograd.",
+        f"{case.name}: {s.value_label} and its derivative"))
+
+
+def _benchmark_part(section, case, config, run):
+    rows = run.for_case(case.name) if run else []
+    if rows:
+        section.figures.append(Figure(
+            "Benchmarks", figures.benchmark_figure(rows, config.dpi),
+            f"From {run.path.name}: median time per call and achieved GFLOP/s as a fraction of the measured "
+            "matrix-product peak, per backend (colour) and dtype (float32 solid, float64 dashed).",
+            f"{case.name}: benchmark time and peak fraction against size"))
+    elif run:
+        section.notes.append(f"No benchmarks for this case in {run.path.name}.")
+
+
+def _section(case, config, run, progress) -> CaseSection:
+    section = CaseSection(case.name, case.kind)
+    for part in (_training_part, _gradient_part, _view_part):
+        try:
+            part(section, case, config)
+        except Exception as exc:  # noqa: BLE001 - one failing part must not hide the rest of the report
+            section.errors.append(f"{part.__name__.strip('_')}: {type(exc).__name__}: {exc}\n"
+                                  + "".join(traceback.format_exc(limit=-3)))
+        progress.update(1)
+    _benchmark_part(section, case, config, run)
+    progress.update(1)
+    return section
+
+
+def benchmark_summary(config: ReportConfig):
+    """The latest saved run (or None), the sentence introducing it, and its details."""
+    path = bench.latest(config.benchmarks)
+    where = config.benchmarks or bench.DEFAULT_ROOT
+    if path is None:
+        return None, (f"No saved benchmark run found in {where}. Save one with "
+                      "`pytest benchmarks --benchmark-only --benchmark-autosave` (or pass --benchmarks FILE)."), []
+    run = bench.load(path)
+    details = [("file", str(path)), ("saved", run.datetime), ("machine", run.machine), ("commit", run.commit),
+               ("benchmarks", f"{len(run.rows)} with this project's extra_info"
+                              + (f", {run.skipped} others skipped" if run.skipped else ""))]
+    return run, "The most recent saved pytest-benchmark run; its figures are in each case's section.", details
+
+
+def build_report(config: ReportConfig, command: str | None = None) -> tuple[str, list[CaseSection]]:
+    """The page's HTML and its sections (for callers that check the verdicts)."""
+    chosen = selected_cases(config.cases)
+    run, bench_header, bench_details = benchmark_summary(config)
+    sections = []
+    with _controlled_numerics(config.device):
+        env = environment.describe(config, training.OPTIMIZER.defaults, command)
+        with tqdm(total=PARTS * len(chosen), desc="report", unit="part", file=sys.stderr,
+                  disable=(not config.progress) if config.progress is not None else None) as progress:
+            for case in chosen:
+                progress.set_postfix_str(case.name)
+                sections.append(_section(case, config, run, progress))
+    return render(TITLE, env, sections, bench_header, bench_details), sections
+
+
+def write_report(config: ReportConfig, out: Path, command: str | None = None) -> list[CaseSection]:
+    html, sections = build_report(config, command)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return sections

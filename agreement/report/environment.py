@@ -1,0 +1,66 @@
+"""What the report ran on: versions, device, threads, seeds, settings."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import subprocess
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from threadpoolctl import threadpool_info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas() -> str:
+    pools = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
+             for p in threadpool_info() if p.get("user_api") == "blas"]
+    return ", ".join(pools) or "unknown"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_description(device: str) -> str:
+    if device == "cuda":
+        return (f"cuda: {torch.cuda.get_device_name()} (TF32 matmul "
+                f"{torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 {torch.backends.cudnn.allow_tf32})")
+    return f"cpu: {_cpu_model()}"
+
+
+def describe(config, optimizer_defaults: dict, command: str | None = None) -> list[tuple[str, str]]:
+    """(label, value) rows for the report's header. Call inside the report's thread limits."""
+    return [
+        ("generated", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ("commit", _commit()),
+        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("platform", platform.platform()),
+        ("numpy", f"{np.__version__}; BLAS {_blas()}"),
+        ("torch", f"{torch.__version__} ({torch.get_num_threads()} intra-op threads)"),
+        ("matplotlib", matplotlib.__version__),
+        ("device", device_description(config.device)),
+        ("seeds", f"case builders and plot data: seed={config.seed}; trajectory growth perturbation: "
+                  f"agreement.trajectory's own fixed seed"),
+        ("settings", f"size={config.size}, steps={config.steps}, fit_steps={config.fit_steps}, "
+                     f"slice_points={config.slice_points}"),
+        ("optimizer", "torch.optim.SGD / reference.optim.sgd_update, defaults "
+                      + ", ".join(f"{k}={v}" for k, v in optimizer_defaults.items())),
+        ("command", command or "(built in-process)"),
+    ]

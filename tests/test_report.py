@@ -1,0 +1,355 @@
+"""The HTML agreement report: it builds on a small configuration, is valid,
+self-contained, names what it ran on, reads the latest benchmark run, reports
+what compare_trajectories decides, and renders in a headless browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from filelock import FileLock
+from PIL import Image
+
+from agreement.optimizers import OPTIMIZERS
+from agreement.registry import cases
+from agreement.report import ReportConfig, bench, browser, figures, training, views
+from agreement.report.__main__ import main
+from agreement.report.build import benchmark_summary
+from agreement.report.gradients import relative_errors
+from agreement.report.page import render
+from agreement.trajectory import compare_trajectories
+
+# One activation (function plot) and one classification model (decision boundary); the
+# regression fit's figure is checked on its own below, to keep the report small.
+REPORT_CASES = ("tanh", "two_layer_classifier")
+BENCHMARKED_CASE = "two_layer_classifier"
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+CASES = {c.name: c for c in cases()}
+
+
+# ---------------------------------------------------------------- synthetic pytest-benchmark runs
+def _benchmark_entry(case, backend, size, dtype, phase, median, flops, peak):
+    gflops = flops / median / 1e9
+    stats = dict(min=median * 0.9, max=median * 1.2, mean=median, stddev=median * 0.05, rounds=5, median=median,
+                 iqr=median * 0.1, q1=median * 0.95, q3=median * 1.05, iqr_outliers=0, stddev_outliers=0,
+                 outliers="0;0", ld15iqr=median * 0.9, hd15iqr=median * 1.2, ops=1 / median, total=5 * median,
+                 iterations=1)
+    return {"group": phase, "name": f"test_{phase}[{case}-{backend}-{size}-{dtype}]",
+            "fullname": f"benchmarks/test_bench.py::test_{phase}[{case}-{backend}-{size}-{dtype}]",
+            "params": {"case": case, "backend": backend, "size": size, "dtype": dtype},
+            "param": f"{case}-{backend}-{size}-{dtype}",
+            "extra_info": {"case": case, "backend": backend, "size": size, "dtype": dtype, "phase": phase,
+                           "flops": flops, "gflops": gflops, "peak_gflops": peak, "peak_fraction": gflops / peak},
+            "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5, "max_time": 1.0,
+                        "min_time": 5e-06, "warmup": False},
+            "stats": stats}
+
+
+def write_benchmark_run(folder: Path, number: int, commit: str, scale: float = 1.0) -> Path:
+    """A run in pytest-benchmark's saved format (``NNNN_<name>.json`` in a machine folder)."""
+    entries = []
+    for backend, speed in (("numpy", 1.0), ("torch-cpu", 1.5)):
+        for size, flops in (("tiny", 2e2), ("tutorial", 2e7), ("large", 6e9)):
+            for dtype in ("float32", "float64"):
+                median = scale * (1e-5 + flops / (speed * 5e10)) * (1 if dtype == "float32" else 2)
+                for phase in ("step", "fwd_bwd"):
+                    entries.append(_benchmark_entry(BENCHMARKED_CASE, backend, size, dtype, phase,
+                                                    median * (1.3 if phase == "step" else 1), flops, 80.0))
+    entries.append({"name": "test_unrelated", "extra_info": {}, "stats": {"median": 1.0}})
+    run = {"machine_info": {"node": "synthetic-host", "machine": "x86_64", "cpu": {"brand_raw": "Synthetic CPU"}},
+           "commit_info": {"id": commit, "dirty": False}, "benchmarks": entries,
+           "datetime": f"2026-01-0{number}T00:00:00+00:00", "version": "5.3.1"}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{number:04d}_{commit}_2026010{number}_000000.json"
+    path.write_text(json.dumps(run, indent=4))
+    return path
+
+
+def _build(folder: Path) -> tuple[Path, Path]:
+    """Two saved benchmark runs (the older one written long before) and a small report reading them."""
+    root = folder / "benchmarks"
+    older = write_benchmark_run(root / "Linux-CPython-3.11-64bit", 1, "oldcommit", scale=100.0)
+    write_benchmark_run(root / "Linux-CPython-3.11-64bit", 2, "newcommit")
+    os.utime(older, (1_000_000, 1_000_000))
+    out = folder / "report.html"
+    code = main(["--small", "--out", str(out), "--cases", ",".join(REPORT_CASES), "--benchmarks", str(root),
+                 "--seed", "3", "--no-progress"])
+    assert code == 0
+    return root, out
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, worker_id) -> tuple[Path, Path]:
+    """Built once per test session, also under pytest-xdist: workers share one copy
+    (pytest-xdist's documented recipe for session fixtures, a file lock in the shared temp folder)."""
+    if worker_id == "master":
+        return _build(tmp_path_factory.mktemp("report"))
+    shared = tmp_path_factory.getbasetemp().parent / "agreement-report"
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "report.html").exists():
+            shared.mkdir(exist_ok=True)
+            _build(shared)
+    return shared / "benchmarks", shared / "report.html"
+
+
+@pytest.fixture
+def benchmark_root(built) -> Path:
+    return built[0]
+
+
+@pytest.fixture
+def report(built) -> tuple[Path, str]:
+    return built[1], built[1].read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- structure
+class StrictParser(HTMLParser):
+    """Every non-void element closed, in order; attributes collected for inspection."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.problems, self.attributes, self.tags, self.doctype = [], [], [], [], None
+        self.text = []
+
+    def handle_decl(self, decl):
+        self.doctype = decl
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attributes += [(tag, k, v or "") for k, v in attrs]
+        if tag not in VOID:
+            self.stack.append((tag, self.getpos()))
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attributes += [(tag, k, v or "") for k, v in attrs]
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            self.problems.append(f"end tag for void element <{tag}> at {self.getpos()}")
+        elif not self.stack or self.stack[-1][0] != tag:
+            self.problems.append(f"</{tag}> at {self.getpos()} closes {self.stack[-1] if self.stack else 'nothing'}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html: str) -> StrictParser:
+    parser = StrictParser()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+def test_strict_parser_catches_unbalanced_markup():
+    assert parse("<!DOCTYPE html><html><body><p>ok</p></body></html>").problems == []
+    assert parse("<html><body><div><p>x</div></body></html>").problems
+    assert parse("<html><body><section>x</body></html>").problems
+
+
+def test_report_is_well_formed_html(report):
+    _, html = report
+    parsed = parse(html)
+    assert parsed.doctype and parsed.doctype.lower() == "doctype html"
+    assert parsed.problems == []
+    assert parsed.stack == [], f"unclosed elements: {parsed.stack}"
+    for tag in ("html", "head", "body", "title", "main"):
+        assert parsed.tags.count(tag) == 1, tag
+    ids = [v for _, k, v in parsed.attributes if k == "id"]
+    assert len(ids) == len(set(ids)), "duplicate ids"
+
+
+def test_report_references_nothing_outside_itself(report):
+    _, html = report
+    parsed = parse(html)
+    ids = {v for _, k, v in parsed.attributes if k == "id"}
+    assert not {"script", "link", "iframe", "object", "embed"} & set(parsed.tags)
+    for tag, name, value in parsed.attributes:
+        if name in ("src", "href", "srcset", "action", "poster", "data"):
+            lowered = value.strip().lower()
+            assert not lowered.startswith(("http:", "https:", "//", "file:", "ftp:")), (tag, name, value[:80])
+            if name == "src":
+                assert lowered.startswith("data:image/png;base64,"), (tag, value[:80])
+            if name == "href":
+                assert value.startswith("#") and value[1:] in ids, f"link {value!r} has no target on the page"
+    style = "".join(re.findall(r"<style>(.*?)</style>", html, re.S))
+    assert "url(" not in style and "@import" not in style
+    assert "Content-Security-Policy" in html
+
+
+def test_embedded_figures_are_png_images(report):
+    _, html = report
+    uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    # per case: training, gradients, data view; one benchmark figure
+    assert len(uris) == 3 * len(REPORT_CASES) + 1
+    for uri in uris:
+        image = Image.open(io.BytesIO(base64.b64decode(uri, validate=True)))
+        assert image.format == "PNG" and image.width > 100 and image.height > 100
+        assert len(image.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 8, "a blank figure"
+
+
+def test_report_names_versions_device_and_seeds(report):
+    _, html = report
+    text = " ".join(parse(html).text)
+    for version in (np.__version__, torch.__version__):
+        assert version in text
+    assert re.search(r"CPython \d+\.\d+\.\d+", text)
+    assert "cpu:" in text and "seed=3" in text
+    assert "--seed 3" in text  # the command that reproduces it
+
+
+def test_report_has_a_section_per_case_without_errors(report):
+    _, html = report
+    assert 'class="error"' not in html
+    for name in REPORT_CASES:
+        section = re.search(rf'<section id="case-{name}".*?</section>', html, re.S)
+        assert section, name
+        body = section.group(0)
+        assert "Training curves" in body and "Gradient error per parameter" in body
+        expected_view = {"tanh": "function and its derivative", "two_layer_classifier": "decision boundary"}[name]
+        assert expected_view in body
+    assert re.search(r"<td class=\"ok\">[0-9.e+-]+ \(step \d+ ", html), "summary cells carry the verdict ratio"
+
+
+def test_report_reads_the_latest_benchmark_run(report, benchmark_root):
+    _, html = report
+    assert "newcommit" in html and "oldcommit" not in html
+    assert "Synthetic CPU" in html
+    assert "1 others skipped" in html
+    section = re.search(rf'<section id="case-{BENCHMARKED_CASE}".*?</section>', html, re.S).group(0)
+    assert "Benchmarks" in section
+    tanh = re.search(r'<section id="case-tanh".*?</section>', html, re.S).group(0)
+    assert "No benchmarks for this case" in tanh
+
+
+def test_report_says_when_no_benchmark_run_exists(tmp_path):
+    run, header, details = benchmark_summary(ReportConfig.small(benchmarks=tmp_path))
+    assert run is None and details == []
+    assert header.startswith(f"No saved benchmark run found in {tmp_path}")
+    page = render("title", [], [], header, details)
+    assert "No saved benchmark run found" in page
+
+
+def test_benchmark_loader_picks_the_latest_run(benchmark_root):
+    assert bench.latest(benchmark_root).name.startswith("0002_newcommit")
+    assert bench.latest(benchmark_root / "missing") is None
+
+
+def test_benchmark_loader_keeps_the_contract_rows(benchmark_root):
+    run = bench.load(bench.latest(benchmark_root))
+    assert run.skipped == 1 and len(run.rows) == 2 * 3 * 2 * 2
+    row = next(r for r in run.rows if (r.backend, r.size, r.dtype, r.phase) == ("numpy", "large", "float32", "step"))
+    assert row.median_s == pytest.approx(1.3 * (1e-5 + 6e9 / 5e10))
+    assert row.peak_fraction == pytest.approx(row.gflops / 80.0)
+    assert bench.size_order(run.rows) == ["tiny", "tutorial", "large"]
+
+
+def test_benchmark_loader_rejects_other_json(tmp_path):
+    path = tmp_path / "0001_x.json"
+    path.write_text('{"not": "a benchmark run"}')
+    with pytest.raises(ValueError, match="not a pytest-benchmark JSON file"):
+        bench.load(path)
+
+
+# ---------------------------------------------------------------- the numbers
+def test_divergence_and_verdict_are_compare_trajectories_own():
+    case = CASES["linear_regression"]
+    steps = 5
+    result = training.training(case, "tiny", steps, 0, "cpu")
+    opt = OPTIMIZERS["sgd"]
+    for name, run in result.runs.items():
+        assert run.checked_steps[-1] == steps - 1
+        np.testing.assert_array_equal(run.torch_divergence[run.checked_steps], run.loss_errors)
+        last = compare_trajectories(case, opt, case.build("tiny", np.float64, 0), result.opt_hyper, steps,
+                                    np.dtype(name).type)
+        assert run.worst.ratio == max(c.ratio for c in last)
+
+
+def test_report_flags_a_wrong_reference():
+    case = CASES["linear_regression"]
+
+    def off_by_one_percent(params, data, **hyper):
+        loss, grads = case.reference(params, data, **hyper)
+        return loss, {k: 1.01 * g for k, g in grads.items()}
+
+    result = training.training(replace(case, reference=off_by_one_percent), "tiny", 5, 0, "cpu")
+    for run in result.runs.values():
+        assert not run.worst.ok and run.failed_step is not None
+
+
+def test_regression_fit_agrees_and_is_drawn():
+    fit = views.fit(CASES["linear_regression"], 30, 0, "cpu")
+    assert fit.numpy_losses[-1] < 0.5 * fit.numpy_losses[0], "SGD did not fit the line"
+    grid = np.linspace(-3, 3, 7)[:, None]
+    # float32 on both sides, 30 steps from the same start: the fitted lines agree to a few float32 ulps of
+    # their magnitude (|y| <= 3); 1e-4 leaves a wide margin while a wrong update rule misses by far more.
+    np.testing.assert_allclose(fit.predict(grid, "torch"), fit.predict(grid, "numpy"), atol=1e-4)
+    image = Image.open(io.BytesIO(base64.b64decode(figures.fit_figure(fit, 40).split(",", 1)[1])))
+    assert image.format == "PNG"
+
+
+def test_relative_errors_count_exact_and_unbounded_elements():
+    sample = relative_errors(np.array([1.0, 2.0, 1e-3, 0.0]), np.array([1.0, 2.5, 0.0, 0.0]), "torch float32",
+                             "float32")
+    assert sample.identical == 2 and sample.unbounded == 1
+    np.testing.assert_allclose(sample.finite, [0.2])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cases", "no_such_case"], "no_such_case"),
+    (["--steps", "0"], "--steps"),
+    (["--benchmarks", "/no/such/folder"], "--benchmarks"),
+])
+def test_cli_rejects_bad_arguments(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path / "x.html")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="size must be one of"):
+        ReportConfig(size="huge")
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        ReportConfig(steps=0)
+
+
+# ---------------------------------------------------------------- in a browser
+needs_chromium = pytest.mark.skipif(not browser.available(), reason=f"{browser.CHROMIUM} not installed "
+                                    "(Debian: apt-get install chromium)")
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_chromium_renders_the_report_without_console_errors(report, tmp_path):
+    path, html = report
+    rendering = browser.render_page(path, screenshot=tmp_path / "page.png", width=1000, height=1400)
+    assert rendering.console == [], rendering.console
+    assert rendering.dom.count("<img") == html.count("<img") and "Gradient agreement report" in rendering.dom
+    image = Image.open(tmp_path / "page.png").convert("RGB")
+    assert image.size == (1000, 1400)
+    assert len(image.getcolors(maxcolors=1 << 20)) > 50, "the page rendered (nearly) blank"
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_chromium_check_catches_scripts_errors_and_external_loads(report, tmp_path):
+    _, html = report
+    broken = html.replace("<main>", '<main><img src="https://example.invalid/x.png" alt="external">'
+                                    '<script>throw new Error("deliberate")</script>', 1)
+    path = tmp_path / "broken.html"
+    path.write_text(broken, encoding="utf-8")
+    console = " ".join(browser.render_page(path).console)
+    assert "example.invalid" in console  # refused by the page's Content-Security-Policy
+    assert "script" in console.lower()  # inline script refused by the same policy
