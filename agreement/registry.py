@@ -58,6 +58,8 @@ class Case:
     term_scale        Example -> {"loss" or parameter: magnitude of the terms it is formed from}
                       (agreement/scales.py); None means the result's own magnitude
     loss_condition    Example -> amplification of input rounding in the loss value (default 1)
+    valid             (Example, dtype) -> bool: whether the dtype can still resolve the case
+                      here (None: everywhere finite); trajectories must stay where it holds
     compare_loss      False where the scalar is only a probe sum(upstream * f(x))
     trainable         True for models trained in trajectory tests and benchmarks
     """
@@ -72,6 +74,7 @@ class Case:
     reduction_length: Callable
     term_scale: Callable | None = None
     loss_condition: Callable | None = None
+    valid: Callable | None = None
     compare_loss: bool = True
     trainable: bool = False
     sizes: tuple = ("tiny", "tutorial", "large")

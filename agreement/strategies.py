@@ -16,8 +16,12 @@ DTYPES = (np.float64, np.float32)
 
 
 def reals(dtype, bound: float, low: float | None = None):
+    """Finite floats of ``dtype`` in [low, bound] (low defaults to -bound); the
+    bounds are rounded to the nearest value ``dtype`` represents."""
     width = 32 if np.dtype(dtype) == np.float32 else 64
-    return st.floats(-bound if low is None else low, bound, width=width,
+    low = -bound if low is None else low
+    low, bound = (float(np.asarray(v, dtype=dtype)) for v in (low, bound))
+    return st.floats(low, bound, width=width,
                      allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
 

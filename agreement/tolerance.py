@@ -58,11 +58,16 @@ DEEP_MODEL = ToleranceClass("deep-model", depth=32)  # dense, relu, dense, loss,
 
 @dataclass(frozen=True)
 class Tolerance:
+    """Allowed |actual - expected| = atol + rtol |expected| + shift, where the
+    elementwise ``shift`` (0 for single evaluations) is a measured propagation of
+    earlier rounding, used by trajectory comparisons (agreement/trajectory.py)."""
+
     rtol: float
     atol: float
+    shift: np.ndarray | float = 0.0
 
     def bound(self, expected: np.ndarray) -> np.ndarray:
-        return self.atol + self.rtol * np.abs(expected)
+        return self.atol + self.rtol * np.abs(expected) + self.shift
 
 
 def unit_roundoff(dtype) -> float:

@@ -1,13 +1,21 @@
 """K optimizer steps on both sides from identical parameters, compared step by step.
 
-Tolerance at step t: two correct implementations start equal, differ by
-rounding each step, and the training map carries earlier differences forward,
-amplified by its sensitivity. The sensitivity is measured, not guessed: the
-float64 reference trajectory is rerun from parameters perturbed by a relative
-``PERTURBATION``, and the observed growth ``G_t = |Δθ_t| / |Δθ_0|`` (at least 1)
-multiplies the policy's single-evaluation tolerance, accumulated over t+1 steps:
+Two correct implementations start equal, differ by rounding at each step, and
+the training map carries earlier differences forward. The tolerance at step t
+has two measured parts, both computed with the float64 reference:
 
-    tol_t = tolerance(case, dtype, n, θ_t) * (t + 1) * G_t
+* growth ``G_t = |Δθ_t| / |Δθ_0|`` (at least 1): the trajectory rerun from
+  parameters perturbed by a relative ``PERTURBATION`` shows how the map amplifies
+  parameter differences; it multiplies the policy's single-evaluation tolerance,
+  accumulated over t+1 steps:  ``tolerance(case, dtype, n, θ_t) * (t + 1) * G_t``,
+  with the terms of θ_t = θ_{t-1} - update taken as max|θ_{t-1}| and those of the
+  loss from the case's term scales (and loss_condition) at θ_{t-1};
+* gradient-noise shift: the trajectory rerun with every gradient moved by the
+  policy's bound on its rounding error in ``dtype`` (one fixed random sign per
+  coordinate, so a systematic error accumulates) shows how far gradient rounding
+  alone moves each element. It matters for Adam and RMSprop, whose g / (sqrt(v) + eps)
+  has slope 1/eps where a gradient coordinate is near 0. ``SAFETY`` times that
+  shift is added elementwise.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import numpy as np
 from agreement.compare import Comparison, compare
 from agreement.registry import Case, Example
 from agreement.run import TORCH_DTYPES, term_scales
-from agreement.tolerance import Tolerance, tolerance
+from agreement.tolerance import SAFETY, Tolerance, tolerance
 from torch_impl import train
 
 PERTURBATION = 1e-6
@@ -36,54 +44,82 @@ def reference_trajectory(case: Case, opt, example: Example, opt_hyper: dict, ste
     return np.array(losses, dtype=np.float64), trajectory
 
 
+def _max_abs_diff(a: dict, b: dict) -> float:
+    return max(float(np.max(np.abs(a[k] - b[k]), initial=0.0)) for k in a)
+
+
 def growth(case: Case, opt, example: Example, opt_hyper: dict, steps: int) -> np.ndarray:
-    """G_t for t = 0..steps-1 (see module docstring), from the float64 reference."""
+    """G_t for t = 0..steps-1 (see module docstring)."""
     ex64 = example.astype(np.float64)
     rng = np.random.default_rng(0)
     shifted = {k: v * (1 + PERTURBATION * rng.choice([-1.0, 1.0], np.shape(v))) for k, v in ex64.params.items()}
-    delta0 = max(float(np.max(np.abs(shifted[k] - ex64.params[k]), initial=0)) for k in shifted) or PERTURBATION
+    delta0 = _max_abs_diff(shifted, ex64.params) or PERTURBATION
     _, base = reference_trajectory(case, opt, ex64, opt_hyper, steps)
-    _, moved = reference_trajectory(case, opt, Example(shifted, ex64.data, ex64.hyper), opt_hyper, steps)
-    out = []
-    for a, b in zip(base, moved):
-        delta = max(float(np.max(np.abs(a[k] - b[k]), initial=0)) for k in a)
-        out.append(max(1.0, delta / delta0))
-    return np.array(out)
+    _, moved = reference_trajectory(case, opt, ex64.with_params(shifted), opt_hyper, steps)
+    return np.array([max(1.0, _max_abs_diff(a, b) / delta0) for a, b in zip(base, moved)])
 
 
-def compare_trajectories(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
-                         device: str = "cpu", reference=None) -> list[Comparison]:
-    """Torch's trajectory in ``dtype`` against the float64 reference trajectory.
+def gradient_noise_shift(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype):
+    """Per step: (|loss shift|, {parameter: |shift| array}) from gradient rounding (module docstring)."""
+    ex64 = example.astype(np.float64)
+    n = case.reduction_length(example)
+    rng = np.random.default_rng(1)
+    signs = {k: rng.choice([-1.0, 1.0], np.shape(v)) for k, v in ex64.params.items()}
 
-    Returns the comparisons of the first step that diverged, or of the last
-    step when none did; each names its step.
-    """
+    def rounded_reference(params, data, **hyper):
+        loss, grads = case.reference(params, data, **hyper)
+        scales = term_scales(case, Example(params, data, hyper))
+        return loss, {k: g + signs[k] * tolerance(case.tolerance, dtype, n, g, term_scale=scales.get(k, 0.0)).atol
+                      for k, g in grads.items()}
+
+    base_losses, base = reference_trajectory(case, opt, ex64, opt_hyper, steps)
+    moved_losses, moved = reference_trajectory(case, opt, ex64, opt_hyper, steps, rounded_reference)
+    return np.abs(moved_losses - base_losses), [{k: np.abs(a[k] - b[k]) for k in a} for a, b in zip(base, moved)]
+
+
+def judge(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
+          reference=None) -> list[Comparison]:
+    """Judge a trajectory (losses before each step, parameters after it) against the
+    float64 reference; returns the comparisons of the first step that diverged, or
+    of the last step when none did. Each names its step."""
+    steps = len(losses)
     example = example.astype(dtype)
     ex64 = example.astype(np.float64)
     exp_losses, exp_params = reference_trajectory(case, opt, ex64, opt_hyper, steps, reference)
     g = growth(case, opt, example, opt_hyper, steps)
-    t_losses, t_params = train.train(case.twin, example.params, example.data, example.hyper, opt.torch_name,
-                                     opt_hyper, steps, device, TORCH_DTYPES[np.dtype(dtype)])
+    loss_shift, param_shift = gradient_noise_shift(case, opt, example, opt_hyper, steps, dtype)
     n = case.reduction_length(example)
     dtype_name = np.dtype(dtype).name
     context = {"shapes": example.shapes(), "hyper": example.hyper, "optimizer": (opt.name, opt_hyper)}
     step_results = []
     for t in range(steps):
         scale = (t + 1) * g[t]
-        before = ex64.params if t == 0 else exp_params[t - 1]
-        loss_terms = term_scales(case, ex64.with_params(before)).get("loss", 0.0)
+        before = ex64.with_params(ex64.params if t == 0 else exp_params[t - 1])
 
-        def tol(expected, terms=0.0):
-            base = tolerance(case.tolerance, dtype, n, expected, term_scale=terms)
-            return Tolerance(base.rtol * scale, base.atol * scale)
+        def tol(expected, terms, shift, cond=1.0):
+            base = tolerance(case.tolerance, dtype, n, expected, cond, term_scale=terms)
+            return Tolerance(base.rtol * scale, base.atol * scale, SAFETY * shift)
 
-        results = [compare(t_losses[t], exp_losses[t], tol(exp_losses[t], loss_terms), case=case.name,
-                           what=f"step {t} loss", dtype=dtype_name, device=f"torch-{device}", context=context)]
+        cond = case.loss_condition(before) if case.loss_condition else 1.0
+        loss_tol = tol(exp_losses[t], term_scales(case, before).get("loss", 0.0), loss_shift[t], cond)
+        results = [compare(losses[t], exp_losses[t], loss_tol, case=case.name, what=f"step {t} loss",
+                           dtype=dtype_name, device=device, context=context)]
         for name in sorted(exp_params[t]):
-            results.append(compare(t_params[t][name], exp_params[t][name], tol(exp_params[t][name]),
+            previous = float(np.max(np.abs(before.params[name]), initial=0.0))
+            results.append(compare(params[t][name], exp_params[t][name],
+                                   tol(exp_params[t][name], previous, param_shift[t][name]),
                                    case=case.name, what=f"step {t} param {name}", dtype=dtype_name,
-                                   device=f"torch-{device}", context=context))
+                                   device=device, context=context))
         step_results = results
         if not all(r.ok for r in results):
             break
     return step_results
+
+
+def compare_trajectories(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
+                         device: str = "cpu", reference=None) -> list[Comparison]:
+    """torch.optim's trajectory in ``dtype`` on ``device``, judged by ``judge``."""
+    cast = example.astype(dtype)
+    losses, params = train.train(case.twin, cast.params, cast.data, cast.hyper, opt.torch_name, opt_hyper,
+                                 steps, device, TORCH_DTYPES[np.dtype(dtype)])
+    return judge(case, opt, example, opt_hyper, dtype, losses, params, f"torch-{device}", reference)

@@ -1,0 +1,35 @@
+"""K optimizer steps from identical parameters: NumPy reference vs torch.optim,
+compared at every step; a failure names the first step that diverged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from agreement.compare import assert_all
+from agreement.optimizers import OPTIMIZERS
+from agreement.registry import cases
+from agreement.strategies import DTYPES
+from agreement.trajectory import compare_trajectories, reference_trajectory
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS.values(), ids=lambda o: o.name)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", cases(trainable=True), ids=lambda c: c.name)
+@given(data=st.data())
+def test_trajectories_agree(case, dtype, opt, data):
+    # smooth draws: bounded values, so that training stays finite, and pre-activations
+    # clear of ReLU's kink, which a trajectory could otherwise cross by rounding
+    example = data.draw(case.inputs(dtype, smooth=True), label="example")
+    hyper = data.draw(opt.hyper(dtype), label="optimizer hyperparameters")
+    steps = data.draw(st.integers(1, 8), label="steps")
+    # A drawn learning rate may make training diverge; once values approach the
+    # dtype's overflow (squares of sqrt(max) overflow) the comparison is of infinities.
+    losses, path = reference_trajectory(case, opt, example.astype(np.float64), hyper, steps)
+    limit = np.sqrt(np.finfo(dtype).max)
+    assume(np.all(np.abs(losses) < limit) and all(np.all(np.abs(v) < limit) for p in path for v in p.values()))
+    if case.valid:  # e.g. sigmoid + BCE in float32 saturates once training pushes |z| past 8
+        assume(all(case.valid(example.with_params(p), dtype) for p in path))
+    assert_all(compare_trajectories(case, opt, example, hyper, steps, dtype))
