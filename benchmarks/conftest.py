@@ -66,6 +66,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     output_json["measured_limits"] = measured_limits()
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables
 def pytest_terminal_summary(terminalreporter):
     if not summary.RESULTS:
         return

@@ -29,13 +29,13 @@ _limits: dict = {}
 
 
 def limits(device: str, dtype, smoke: bool) -> dict:
-    """Measured once per session, device, dtype (and mode): matmul peak, host bandwidth."""
+    """Measured once per session, device, dtype (and mode): matmul peak, copy bandwidth."""
     key = (device, np.dtype(dtype).name, smoke)
     if key not in _limits:
         if device == "cuda":
             apply_tf32()
         _limits[key] = {"matmul": peak.matmul_peak(device, dtype, smoke),
-                        "copy_gbytes_per_s": peak.copy_bandwidth(smoke)}
+                        "copy_gbytes_per_s": peak.copy_bandwidth(device, smoke)}
     return _limits[key]
 
 
@@ -89,7 +89,7 @@ def _rates(median, flops, n_bytes, limit, phase) -> dict:
     out = {"median_s": median, "peak_gflops": peak_gflops, "gflops": None, "peak_fraction": None,
            "gbytes_per_s": None, "peak_gbytes_per_s": None if phase == "h2d" else limit["copy_gbytes_per_s"],
            "bandwidth_fraction": None}
-    if median:
+    if median and flops is not None:
         out["gflops"] = flops / median / 1e9
         out["peak_fraction"] = out["gflops"] / peak_gflops
         out["gbytes_per_s"] = n_bytes / median / 1e9

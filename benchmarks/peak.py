@@ -4,7 +4,7 @@ Matrix-product peak per device and dtype: the best rate of a square product,
 n x n times n x n (2 n^3 FLOPs), over a few repeats, by every library that
 runs on the device (NumPy's BLAS and torch on the CPU; torch on CUDA); the
 device's peak is the best of them. Memory bandwidth: the best rate of copying
-an array far larger than the caches (bytes read + bytes written).
+an array far larger than the caches on the device (bytes read + bytes written).
 """
 
 from __future__ import annotations
@@ -51,10 +51,16 @@ def matmul_peak(device: str, dtype, smoke: bool = False) -> dict:
     return {"n": n, **rates, "peak": max(rates.values())}
 
 
-def copy_bandwidth(smoke: bool = False) -> float:
-    """Host memory bandwidth in GB/s (NumPy copy; read + write counted)."""
+def copy_bandwidth(device: str, smoke: bool = False) -> float:
+    """Memory bandwidth of ``device`` in GB/s: an array copy, bytes read + written."""
     n_bytes = 2**20 if smoke else COPY_BYTES
-    src = np.ones(n_bytes // 8)
-    dst = np.empty_like(src)
-    seconds = _best_seconds(lambda: np.copyto(dst, src), time.perf_counter, 1 if smoke else REPEATS)
+    repeats = 1 if smoke else REPEATS
+    if device == "cpu":
+        src = np.ones(n_bytes // 8)
+        dst = np.empty_like(src)
+        seconds = _best_seconds(lambda: np.copyto(dst, src), time.perf_counter, repeats)
+    else:
+        src = torch.ones(n_bytes // 8, dtype=torch.float64, device=device)
+        dst = torch.empty_like(src)
+        seconds = _best_seconds(lambda: dst.copy_(src), clock_for(device), repeats)
     return 2 * n_bytes / seconds / 1e9

@@ -13,6 +13,7 @@ from benchmarks.settings import OPTIMIZER
 cases()  # fills the registry
 
 
+@pytest.mark.slow  # FlopCounterMode's first use imports torch._dynamo: seconds
 @pytest.mark.parametrize("size", ["tiny", "tutorial"])
 def test_matmul_flops_match_the_hand_count(size):
     """Dense layer X (N, in) W (in, out): forward 2 N in out; backward dW the same and
@@ -25,6 +26,7 @@ def test_matmul_flops_match_the_hand_count(size):
     assert flops.matmul_flops(CASES["linear_regression"], ex) == 4 * n * d_in * d_out
 
 
+@pytest.mark.slow
 def test_step_flops_add_the_update():
     case = CASES["linear_regression"]
     ex = case.build("tiny", np.float32, 0)

@@ -56,7 +56,10 @@ def test_benchmark(benchmark, request, case, phase, size, dtype, backend):
     example = case.build(size, dtype, 0)
     body = _body(case, example, phase, backend)
     device = "cuda" if backend == "torch-cuda" else "cpu"
-    work = 0 if phase == "h2d" else flops.call_flops(case, example, phase, OPTIMIZERS[OPTIMIZER].defaults)
+    # Counting FLOPs imports torch._dynamo (seconds, once): done for timed runs only;
+    # benchmarks/test_harness.py checks the count.
+    work = None if benchmark.disabled else 0 if phase == "h2d" else flops.call_flops(
+        case, example, phase, OPTIMIZERS[OPTIMIZER].defaults)
     info = measure(benchmark, request.config, body, case=case.name, backend=backend, size=size, dtype=dtype,
                    phase=phase, device=device, flops=work, n_bytes=flops.call_bytes(example, phase))
-    assert info["flops"] >= 0 and info["peak_gflops"] > 0
+    assert info["peak_gflops"] > 0 and (benchmark.disabled or info["gflops"] >= 0)
