@@ -41,7 +41,8 @@ def _linear_init(rng, d_in, d_out, dtype):
 def _activation_reference(forward, backward):
     def reference(params, data, **hyper):
         x, u = params["x"], data["upstream"]
-        return np.sum(u * forward(x, **hyper)), {"x": backward(x, u, **hyper)}
+        grad = backward(x, u, **hyper)  # validates x against upstream before they meet
+        return np.sum(u * forward(x, **hyper)), {"x": grad}
 
     reference.__name__ = f"{forward.__name__}_probe"
     return reference

@@ -162,3 +162,17 @@ class TwoLayerNet(nn.Module):
     def forward(self, X, Y=None, labels=None):
         out = self.net(X)
         return self.loss(out, labels if self.is_classifier else Y)
+
+
+class FunctionModule(nn.Module):
+    """Wraps a user's ``loss_fn(params: dict[str, Tensor], data: dict[str, Tensor]) -> Tensor``
+    as a module whose parameters are the named tensors, untransposed."""
+
+    def __init__(self, loss_fn, shapes, **hyper):
+        super().__init__()
+        self.loss_fn, self.hyper = loss_fn, hyper
+        self.params = nn.ParameterDict({name: nn.Parameter(torch.zeros(shape)) for name, shape in shapes.items()})
+        self.LAYOUT = {name: (f"params.{name}", False) for name in shapes}
+
+    def forward(self, **data):
+        return self.loss_fn(dict(self.params), data, **self.hyper)

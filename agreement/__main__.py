@@ -1,0 +1,59 @@
+"""``python -m agreement``: the agreement check over every registered case,
+printed as a table case x dtype x device with the worst error and its tolerance."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+import time
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from agreement.check import run_case
+from agreement.registry import cases
+from agreement.run import devices
+from agreement.strategies import DTYPES
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agreement", description=__doc__)
+    parser.add_argument("--examples", type=int, default=30, help="Hypothesis examples per case, dtype and device")
+    parser.add_argument("--cases", default="*", help="glob over case names, e.g. 'two_layer*'")
+    parser.add_argument("--random", action="store_true", help="fresh random examples instead of the derandomized set")
+    args = parser.parse_args(argv)
+
+    # Small problems, NumPy and torch alternating: one thread each (see conftest.py).
+    torch.set_num_threads(1)
+    selected = [c for c in cases() if fnmatch.fnmatch(c.name, args.cases)]
+    if not selected:
+        parser.error(f"no case matches {args.cases!r}")
+    print(f"numpy {np.__version__}, torch {torch.__version__}; {args.examples} examples per row; "
+          "ratio = worst |error| / tolerance (must be <= 1)")
+    header = f"{'case':30} {'dtype':8} {'device':6} {'ex':>4} {'worst ratio':>11} {'abs err':>10} {'tol':>10}  where"
+    print(header)
+    print("-" * len(header))
+    failures, start = [], time.perf_counter()
+    with threadpool_limits(limits=1):
+        for case in selected:
+            for dtype in DTYPES:
+                for device in devices():
+                    s = run_case(case, dtype, device, args.examples, derandomize=not args.random)
+                    w = s.worst
+                    allowed = w.tol.bound(np.asarray(w.expected)) if w else float("nan")
+                    print(f"{s.case:30} {s.dtype:8} {s.device:6} {s.examples:4d} "
+                          f"{(w.ratio if w else 0):11.3g} {(w.abs_err if w else 0):10.2e} {float(allowed):10.2e}  "
+                          f"{(w.what + ' (' + w.device + ')') if w else ''}{'  FAIL' if not s.ok else ''}")
+                    if not s.ok:
+                        failures.append(s)
+    print(f"\n{len(selected)} cases, {time.perf_counter() - start:.1f}s; "
+          f"{'all agree' if not failures else f'{len(failures)} disagreements'}")
+    for s in failures:
+        print(f"\n{s.failure}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
