@@ -97,8 +97,9 @@ def describe_changes(old: dict, new: dict) -> list[str]:
         for what in sorted(set(o) | set(n)):
             r0, r1 = o.get(what, {}).get("ratio"), n.get(what, {}).get("ratio")
             if r0 != r1:
-                lines.append(f"worst error {key} {what}: err/tol {r0 if r0 is None else f'{r0:.3g}'} -> "
-                             f"{r1 if r1 is None else f'{r1:.3g}'}")
+                change = f" ({r1 / r0 - 1:+.1%})" if r0 and r1 is not None else ""
+                lines.append(f"worst error {key} {what}: err/tol {r0 if r0 is None else f'{r0:.4g}'} -> "
+                             f"{r1 if r1 is None else f'{r1:.4g}'}{change}")
     return lines or ["unchanged"]
 
 

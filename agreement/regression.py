@@ -5,8 +5,8 @@ Four kinds of finding, each naming case, array, dtype and device:
 * ``agreement``  torch (or NumPy float32) and the float64 reference disagree
                  beyond the tolerance policy at the baseline's fixed example;
 * ``drift``      the float64 reference moved from its recorded value beyond the
-                 policy's float64 tolerance (gradients, loss, and trajectories
-                 with the trajectory module's per-step growth);
+                 policy's float64 tolerance (gradients, loss; trajectories as
+                 agreement/trajectory.py judges them);
 * ``budget``     a worst error grew beyond its recorded value (error budget below);
 * ``baseline``   the file is missing, unreadable, malformed, a pickle, or recorded
                  for a different case, shape, hyperparameters or optimizer set.
@@ -35,8 +35,8 @@ from agreement.compare import compare
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case
 from agreement.run import devices, term_scales
-from agreement.tolerance import Tolerance, tolerance
-from agreement.trajectory import growth
+from agreement.tolerance import tolerance
+from agreement.trajectory import judge
 
 KINDS = ("baseline", "drift", "agreement", "budget")  # the order findings are reported in
 MARGIN = 1.0
@@ -164,12 +164,8 @@ def _drift(case, doc, m, path) -> list:
     cond = case.loss_condition(m.example) if case.loss_condition else 1.0
     terms = term_scales(case, m.example)
 
-    def policy(terms=0.0, cond=1.0, scale=1.0):
-        def tol(recorded):
-            base = tolerance(case.tolerance, np.float64, n, recorded, cond, terms)
-            return Tolerance(base.rtol * scale, base.atol * scale)
-
-        return tol
+    def policy(terms=0.0, cond=1.0):
+        return lambda recorded: tolerance(case.tolerance, np.float64, n, recorded, cond, terms)
 
     out = []
     if m.loss is not None:
@@ -187,31 +183,29 @@ def _drift(case, doc, m, path) -> list:
         out.append(_drift_one(case, f"grad {name}", m.grads[name], recorded_grads[name],
                               policy(terms.get(name, 0.0)), path))
     for opt_name, t in m.trajectories.items():
-        out += _drift_trajectory(case, opt_name, t, doc["trajectories"][opt_name], m, policy, path)
+        out += _drift_trajectory(case, opt_name, t, doc["trajectories"][opt_name], m, path)
     return [f for f in out if f is not None]
 
 
-def _drift_trajectory(case, opt_name, current, recorded, m, policy, path) -> list:
-    """Step t is allowed what agreement/trajectory.py allows: policy * (t + 1) * G_t,
-    with the loss judged against the size of its terms at the parameters before the step."""
-    g = growth(case, OPTIMIZERS[opt_name], m.example, current["hyper"], baselines.STEPS)
-    for t in range(baselines.STEPS):
-        scale = (t + 1) * g[t]
-        before = m.example.params if t == 0 else {k: v[t - 1] for k, v in current["params"].items()}
-        loss_terms = term_scales(case, m.example.with_params(before)).get("loss", 0.0)
-        found = [_drift_one(case, f"{opt_name} step {t} loss", current["losses"][t], recorded["losses"][t],
-                            policy(loss_terms, scale=scale), path)]
-        for name in sorted(current["params"]):
-            if name not in recorded["params"]:
-                found.append(Finding("baseline", case.name, f"{opt_name} param {name}", "float64", "numpy",
-                                     detail="not recorded: regenerate"))
-                continue
-            found.append(_drift_one(case, f"{opt_name} step {t} param {name}", current["params"][name][t],
-                                    recorded["params"][name][t], policy(scale=scale), path))
-        found = [f for f in found if f is not None]
-        if found:
-            return found  # later steps inherit the first divergence
-    return []
+def _drift_trajectory(case, opt_name, current, recorded, m, path) -> list:
+    """The recorded trajectory judged as agreement/trajectory.py judges torch's, against the
+    current float64 reference: the policy's tolerance times the measured growth, plus the
+    measured effect of gradient rounding (which Adam and RMSprop amplify near zero gradients)."""
+    where = f"trajectories.{opt_name}"
+    params = {k: baselines.as_array(path, v, f"{where}.params.{k}") for k, v in recorded["params"].items()}
+    shapes = {k: v.shape for k, v in current["params"].items()}
+    if {k: v.shape for k, v in params.items()} != shapes:
+        return [Finding("baseline", case.name, f"{opt_name} trajectory", "float64", "numpy",
+                        detail=f"recorded shapes {({k: v.shape for k, v in params.items()})}, now {shapes}: "
+                               "regenerate")]
+    steps = [{k: v[t] for k, v in params.items()} for t in range(baselines.STEPS)]
+    judged = judge(case, OPTIMIZERS[opt_name], m.example, current["hyper"], np.float64,
+                   baselines.as_array(path, recorded["losses"], f"{where}.losses"), steps, "numpy")
+    # judge() calls the trajectory it is given "actual": here that is the recorded one
+    return [Finding("drift", case.name, f"{opt_name} {c.what}", "float64", "numpy", c.actual, c.expected,
+                    c.abs_err, c.abs_err / c.ratio, f"worst element at {c.index} of shape {c.shape}, "
+                                                    f"{c.ratio:.3g}x the tolerance")
+            for c in judged if not c.ok]
 
 
 def budget_limits(recorded_ratio: float, dtype, scale: float, steps: int = 1) -> tuple[float, float]:
