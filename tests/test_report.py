@@ -21,7 +21,7 @@ from PIL import Image
 
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import cases
-from agreement.report import ReportConfig, bench, browser, figures, training, views
+from agreement.report import ReportConfig, bench, browser, build_report, figures, training, views
 from agreement.report.__main__ import main
 from agreement.report.build import benchmark_summary
 from agreement.report.gradients import relative_errors
@@ -88,10 +88,10 @@ def _build(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory, worker_id) -> tuple[Path, Path]:
+def built(request, tmp_path_factory) -> tuple[Path, Path]:
     """Built once per test session, also under pytest-xdist: workers share one copy
     (pytest-xdist's documented recipe for session fixtures, a file lock in the shared temp folder)."""
-    if worker_id == "master":
+    if not hasattr(request.config, "workerinput"):  # not an xdist worker
         return _build(tmp_path_factory.mktemp("report"))
     shared = tmp_path_factory.getbasetemp().parent / "agreement-report"
     with FileLock(str(shared) + ".lock"):
@@ -239,6 +239,11 @@ def test_report_says_when_no_benchmark_run_exists(tmp_path):
     assert header.startswith(f"No saved benchmark run found in {tmp_path}")
     page = render("title", [], [], header, details)
     assert "No saved benchmark run found" in page
+
+
+def test_progress_bar_when_asked(capsys):
+    build_report(ReportConfig.small(cases=("relu",), progress=True))
+    assert re.search(r"report: 100%.*4/4", capsys.readouterr().err)
 
 
 def test_benchmark_loader_picks_the_latest_run(benchmark_root):

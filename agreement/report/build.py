@@ -104,11 +104,14 @@ def _view_part(section, case, config):
             f"{case.name}: {what} from NumPy and torch parameters"))
         return
     s = views.function_slice(case, config.slice_points, config.seed, config.device)
-    title = "The function and its derivative" if case.kind == "activation" else "The loss along one coordinate"
+    if case.kind == "activation":
+        title, inputs = "The function and its derivative", "a single element, upstream gradient 1"
+    else:
+        title, inputs = "The loss along one coordinate", "other inputs from the 'tiny' example"
     section.figures.append(Figure(
         title, figures.slice_figure(s, config.dpi),
-        f"{s.value_label} and its derivative as {s.coordinate} varies (other inputs from the 'tiny' example, "
-        "float64): NumPy reference against torch autograd.",
+        f"{s.value_label} and its derivative as {s.coordinate} varies ({inputs}, float64): "
+        "NumPy reference against torch autograd.",
         f"{case.name}: {s.value_label} and its derivative"))
 
 
