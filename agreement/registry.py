@@ -8,8 +8,8 @@ in ``reference/``, an nn.Module factory ``make(shapes, **hyper)`` in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -24,7 +24,7 @@ class Example:
     data: dict
     hyper: dict = field(default_factory=dict)
 
-    def astype(self, dtype) -> "Example":
+    def astype(self, dtype) -> Example:
         """Floating arrays cast to ``dtype``; integer arrays (labels) kept."""
 
         def cast(d):
@@ -37,7 +37,7 @@ class Example:
     def dtype(self):
         return np.asarray(next(iter(self.params.values()))).dtype
 
-    def with_params(self, params: dict) -> "Example":
+    def with_params(self, params: dict) -> Example:
         return Example(params, self.data, self.hyper)
 
     def shapes(self) -> dict:

@@ -56,7 +56,7 @@ def growth(case: Case, opt, example: Example, opt_hyper: dict, steps: int) -> np
     delta0 = _max_abs_diff(shifted, ex64.params) or PERTURBATION
     _, base = reference_trajectory(case, opt, ex64, opt_hyper, steps)
     _, moved = reference_trajectory(case, opt, ex64.with_params(shifted), opt_hyper, steps)
-    return np.array([max(1.0, _max_abs_diff(a, b) / delta0) for a, b in zip(base, moved)])
+    return np.array([max(1.0, _max_abs_diff(a, b) / delta0) for a, b in zip(base, moved, strict=True)])
 
 
 def gradient_noise_shift(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype):
@@ -74,7 +74,8 @@ def gradient_noise_shift(case: Case, opt, example: Example, opt_hyper: dict, ste
 
     base_losses, base = reference_trajectory(case, opt, ex64, opt_hyper, steps)
     moved_losses, moved = reference_trajectory(case, opt, ex64, opt_hyper, steps, rounded_reference)
-    return np.abs(moved_losses - base_losses), [{k: np.abs(a[k] - b[k]) for k in a} for a, b in zip(base, moved)]
+    shifts = [{k: np.abs(a[k] - b[k]) for k in a} for a, b in zip(base, moved, strict=True)]
+    return np.abs(moved_losses - base_losses), shifts
 
 
 def judge(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",

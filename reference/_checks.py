@@ -24,7 +24,7 @@ def floating(name: str, value, *, ndim: int | None = None, shape: tuple | None =
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if shape is not None:
         expected = tuple("*" if s is None else s for s in shape)
-        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape, strict=True)):
             raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
     if nonempty and arr.ndim > 0 and arr.shape[0] == 0:
         raise ValueError(f"{name} must not be an empty batch, got shape {arr.shape}")

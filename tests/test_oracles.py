@@ -52,6 +52,6 @@ def test_torch_twin_passes_gradcheck(case, data):
     note(f"parameters: {names}")
 
     def loss(*tensors):
-        return torch.func.functional_call(module, dict(zip(names, tensors)), kwargs=batch)
+        return torch.func.functional_call(module, dict(zip(names, tensors, strict=True)), kwargs=batch)
 
     assert torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)

@@ -1,0 +1,81 @@
+"""What a person sees when something disagrees, and the public entry points."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import strategies as st
+
+from agreement import Example, check_gradients
+from agreement import strategies as S
+from agreement.__main__ import main
+from agreement.compare import compare
+from agreement.tolerance import Tolerance
+
+
+def test_report_names_everything_needed_to_act():
+    expected = np.array([[1.0, 2.0], [3.0, 4.0]])
+    actual = expected.copy()
+    actual[1, 0] += 0.5
+    report = compare(actual, expected, Tolerance(1e-6, 1e-9), case="demo", what="grad W", dtype="float32",
+                     device="torch-cpu", context={"shapes": {"W": (2, 2)}}).report()
+    for needle in ["demo", "grad W", "float32", "torch-cpu", "shape (2, 2)", "index (1, 0)", "abs error 5.000e-01",
+                   "rel error 1.667e-01", "rtol 1.000e-06", "atol 1.000e-09", "shapes: {'W': (2, 2)}"]:
+        assert needle in report, needle
+
+
+def test_nan_against_finite_is_an_infinite_error():
+    c = compare(np.array([np.nan]), np.array([1.0]), Tolerance(1e-3, 1e-3), case="c", what="w", dtype="float64",
+                device="numpy")
+    assert not c.ok and c.ratio == np.inf
+
+
+# --- check_gradients on a user's own pair of functions -----------------------------------------
+def cubic_numpy(params, data):
+    """L = sum(u * w^3), dL/dw = 3 w^2 u."""
+    w, u = params["w"], data["u"]
+    return np.sum(u * w**3), {"w": 3 * w**2 * u}
+
+
+def cubic_torch(params, data):
+    return (data["u"] * params["w"] ** 3).sum()
+
+
+@st.composite
+def cubic_inputs(draw, dtype):
+    n = draw(S.dims(1, 5))
+    return Example({"w": draw(S.arrays(dtype, (n,), 10.0))}, {"u": draw(S.arrays(dtype, (n,), 10.0))})
+
+
+def test_check_gradients_accepts_a_correct_gradient():
+    summaries = check_gradients(cubic_numpy, cubic_torch, cubic_inputs, max_examples=10, devices=["cpu"])
+    assert {s.dtype for s in summaries} == {"float64", "float32"} and all(s.examples > 0 for s in summaries)
+
+
+def test_check_gradients_reports_a_wrong_gradient_with_a_minimal_example():
+    def wrong(params, data):
+        loss, grads = cubic_numpy(params, data)
+        return loss, {"w": grads["w"] + 1e-3 * data["u"]}
+
+    with pytest.raises(AssertionError) as info:
+        check_gradients(wrong, cubic_torch, cubic_inputs, max_examples=20, devices=["cpu"], dtypes=[np.float64])
+    message = str(info.value)
+    assert "wrong: grad w disagrees (float64, torch-cpu)" in message
+    assert "@reproduce_failure" in message or "Falsifying example" in message or "Draw 1" in message
+
+
+def test_command_line_table_lists_every_dtype_and_device(capsys):
+    assert main(["--examples", "2", "--cases", "relu"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("relu ")]
+    assert len(rows) == 2 * (1 + torch.cuda.is_available())
+    assert re.search(r"1 cases, .*all agree", out)
+
+
+def test_command_line_fails_on_unknown_case(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--cases", "nope"])
+    assert info.value.code != 0 and "no case matches" in capsys.readouterr().err
