@@ -5,6 +5,11 @@ rounds is chosen from untimed estimate calls so that the timed calls take about
 ``--benchmark-max-time`` (at least ``--benchmark-min-rounds``, at most
 ``MAX_ROUNDS``), after ``WARMUP_ROUNDS`` more untimed rounds.
 When benchmarks are disabled (plain ``pytest``) the body runs once, untimed.
+
+Limits (benchmarks/peak.py) are measured at the first benchmark of each device
+and dtype and the matmul peak is probed again after every timed benchmark;
+``finalize()`` (at the end of the session) judges every result against the
+best peak seen in the run, in the saved JSON and in the summary alike.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ ESTIMATE_CALLS = 3
 SLOW_CALL_S = 0.01  # one call this long is estimate enough
 MAX_ROUNDS = 20_000
 
-_limits: dict = {}
+_limits: dict = {}  # (device, dtype name, smoke) -> limits measured at the start
+_best_peak: dict = {}  # (device, dtype name) -> best matmul GFLOP/s seen in the run
 
 
 def limits(device: str, dtype, smoke: bool) -> dict:
@@ -36,11 +42,19 @@ def limits(device: str, dtype, smoke: bool) -> dict:
             apply_tf32()
         _limits[key] = {"matmul": peak.matmul_peak(device, dtype, smoke),
                         "copy_gbytes_per_s": peak.copy_bandwidth(device, smoke)}
+        if not smoke:
+            _note_peak(device, dtype, _limits[key]["matmul"]["peak"])
     return _limits[key]
 
 
+def _note_peak(device, dtype, gflops):
+    key = (device, np.dtype(dtype).name)
+    _best_peak[key] = max(_best_peak.get(key, 0.0), gflops)
+
+
 def measured_limits() -> dict:
-    return {f"{device}/{dtype}": value for (device, dtype, smoke), value in _limits.items() if not smoke}
+    return {f"{device}/{dtype}": {**value, "best_matmul_gflops": _best_peak.get((device, dtype))}
+            for (device, dtype, smoke), value in _limits.items() if not smoke}
 
 
 def blas_kernels() -> list:
@@ -64,35 +78,42 @@ def _rounds(body, clock, config) -> int:
 def measure(benchmark, config, body, *, case, backend, size, dtype, phase, device, flops, n_bytes):
     dtype_name = np.dtype(dtype).name
     benchmark.group = f"{case} | {phase} | {size} | {dtype_name}"
-    info = dict(case=case, backend=backend, size=size, dtype=dtype_name, phase=phase, device=device,
+    info = benchmark.extra_info
+    info.update(case=case, backend=backend, size=size, dtype=dtype_name, phase=phase, device=device,
                 flops=flops, bytes=n_bytes, threads=THREADS, torch_threads=torch.get_num_threads())
     if device == "cuda":
         info.update(apply_tf32())
     smoke = benchmark.disabled
     limit = limits(device, dtype, smoke)
+    info.update(peak_gflops_at_start=limit["matmul"]["peak"], median_s=None,
+                peak_gbytes_per_s=None if phase == "h2d" else limit["copy_gbytes_per_s"])
     if smoke:
         benchmark.pedantic(body.run, setup=body.reset, rounds=1)
-        median = None
     else:
         rounds = _rounds(body, clock_for(device), config)
         benchmark.pedantic(body.run, setup=body.reset, rounds=rounds, warmup_rounds=WARMUP_ROUNDS)
-        median = benchmark.stats.stats.median
-    info.update(_rates(median, flops, n_bytes, limit, phase))
-    benchmark.extra_info.update(info)
-    if median is not None:
-        summary.record({**info, "median_s": median})
+        info["median_s"] = benchmark.stats.stats.median
+        library = "numpy" if backend.startswith("numpy") else "torch"
+        _note_peak(device, dtype, peak.matmul_rate(library, device, dtype, repeats=1))
+        summary.record(info)
+    _rates(info)
     return info
 
 
-def _rates(median, flops, n_bytes, limit, phase) -> dict:
-    peak_gflops = limit["matmul"]["peak"]
-    out = {"median_s": median, "peak_gflops": peak_gflops, "gflops": None, "peak_fraction": None,
-           "gbytes_per_s": None, "peak_gbytes_per_s": None if phase == "h2d" else limit["copy_gbytes_per_s"],
-           "bandwidth_fraction": None}
+def _rates(info: dict) -> None:
+    """Achieved rates and fractions of the limits, from the best peak seen so far."""
+    median, flops = info["median_s"], info["flops"]
+    best = _best_peak.get((info["device"], info["dtype"]), info["peak_gflops_at_start"])
+    info.update(peak_gflops=best, gflops=None, peak_fraction=None, gbytes_per_s=None, bandwidth_fraction=None)
     if median and flops is not None:
-        out["gflops"] = flops / median / 1e9
-        out["peak_fraction"] = out["gflops"] / peak_gflops
-        out["gbytes_per_s"] = n_bytes / median / 1e9
-        if out["peak_gbytes_per_s"]:
-            out["bandwidth_fraction"] = out["gbytes_per_s"] / out["peak_gbytes_per_s"]
-    return out
+        info["gflops"] = flops / median / 1e9
+        info["peak_fraction"] = info["gflops"] / best
+        info["gbytes_per_s"] = info["bytes"] / median / 1e9
+        if info["peak_gbytes_per_s"]:
+            info["bandwidth_fraction"] = info["gbytes_per_s"] / info["peak_gbytes_per_s"]
+
+
+def finalize() -> None:
+    """Judge every timed result against the best peak of the whole run."""
+    for info in summary.RESULTS:
+        _rates(info)
