@@ -81,6 +81,9 @@ def sgd_update(params: dict, grads: dict, state: dict, **hyper):
 def _betas(betas) -> tuple:
     if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    if not all(isinstance(beta, float) for beta in betas):
+        # torch: "betas must be either both floats or both Tensors"; (0, 0.999) is refused
+        raise TypeError(f"betas must be a pair of floats, got {tuple(type(b).__name__ for b in betas)}")
     out = []
     for i, beta in enumerate(betas):
         beta = _checks.scalar(f"betas[{i}]", beta, low=0.0)
