@@ -45,7 +45,7 @@ def read_junit(path) -> list[Outcome]:
             if prop.get("name") == PROPERTY:
                 result = CaseResult.from_json(prop.get("value"))
         outcomes.append(Outcome(f"{case.get('classname')}::{case.get('name')}", status, message, result))
-    return outcomes
+    return sorted(outcomes, key=lambda o: o.test)  # xdist records in completion order; reports must not vary
 
 
 def _exception_lines(longrepr: str) -> str:

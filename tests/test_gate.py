@@ -326,8 +326,8 @@ def test_gate_command_fails_on_a_shifted_baseline(tmp_path, monkeypatch):
 @pytest.mark.usefixtures("only_with_slow_selected")
 def test_gate_verdict_is_the_same_under_xdist(tmp_path, monkeypatch):
     def verdict(*args):
-        code, outcomes, _, _ = run_gate(tmp_path, STORED, *args, monkeypatch=monkeypatch)
-        return code, sorted((o.test, o.status, o.result.to_json() if o.result else "") for o in outcomes)
+        code, outcomes, text, _ = run_gate(tmp_path, STORED, *args, monkeypatch=monkeypatch)
+        return code, [(o.test, o.status, o.result.to_json() if o.result else "") for o in outcomes], text
 
     serial = verdict()
     assert serial[0] == 0
