@@ -33,12 +33,13 @@ def _largest_size(example) -> int:
 
 
 def user_case(numpy_fn, torch_fn, inputs, tolerance: ToleranceClass = DEEP_MODEL, reduction_length=None,
-              term_scale=None, name: str | None = None) -> Case:
+              term_scale=None, compare_loss: bool = False, name: str | None = None) -> Case:
     """A Case for a user's pair of functions (not registered)."""
     return Case(
         name=name or getattr(numpy_fn, "__name__", "user function"), kind="user", reference=numpy_fn,
         twin=lambda shapes, **hyper: FunctionModule(torch_fn, shapes, **hyper), inputs=inputs, build=None,
         tolerance=tolerance, reduction_length=reduction_length or _largest_size, term_scale=term_scale,
+        compare_loss=compare_loss,
     )
 
 
@@ -83,12 +84,19 @@ def run_case(case: Case, dtype, device: str, max_examples: int, derandomize: boo
 
 
 def check_gradients(numpy_fn, torch_fn, inputs, *, tolerance: ToleranceClass = DEEP_MODEL, reduction_length=None,
-                    term_scale=None, dtypes=DTYPES, devices=None, max_examples: int = 50) -> list[Summary]:
+                    term_scale=None, compare_loss: bool = False, dtypes=DTYPES, devices=None,
+                    max_examples: int = 50) -> list[Summary]:
     """Check ``numpy_fn``'s gradients against autograd on ``torch_fn`` (module docstring).
+
+    ``reduction_length(example)`` (default: the largest array's size) and
+    ``term_scale(example) -> {"loss" or name: magnitude of its terms}`` feed the
+    tolerance policy (agreement/tolerance.py). Loss values are compared only with
+    ``compare_loss=True``: a loss that sums terms of both signs cancels, and its
+    rounding is then judged fairly only with a ``term_scale`` for "loss".
 
     Returns one Summary per dtype and device when all agree; raises AssertionError otherwise.
     """
-    case = user_case(numpy_fn, torch_fn, inputs, tolerance, reduction_length, term_scale)
+    case = user_case(numpy_fn, torch_fn, inputs, tolerance, reduction_length, term_scale, compare_loss)
     summaries = [run_case(case, dtype, device, max_examples)
                  for dtype in dtypes for device in (devices or available_devices())]
     failed = [s for s in summaries if not s.ok]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
 import re
 
 import numpy as np
@@ -79,3 +81,19 @@ def test_command_line_fails_on_unknown_case(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--cases", "nope"])
     assert info.value.code != 0 and "no case matches" in capsys.readouterr().err
+
+
+def test_readme_example_runs():
+    """The README's check_gradients snippet, executed as written."""
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    exec(compile(snippet, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_huber_example_agrees():
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "check_my_gradient.py"
+    spec = importlib.util.spec_from_file_location("check_my_gradient", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    summaries = check_gradients(example.huber_numpy, example.huber_torch, example.huber_inputs, max_examples=10)
+    assert all(s.ok for s in summaries)
