@@ -25,7 +25,7 @@ import numpy as np
 from agreement.compare import Comparison, compare
 from agreement.registry import Case, Example
 from agreement.run import TORCH_DTYPES, term_scales
-from agreement.tolerance import SAFETY, Tolerance, tolerance
+from agreement.tolerance import SAFETY, Tolerance, tolerance, unit_roundoff
 from torch_impl import train
 
 PERTURBATION = 1e-6
@@ -78,11 +78,11 @@ def gradient_noise_shift(case: Case, opt, example: Example, opt_hyper: dict, ste
     return np.abs(moved_losses - base_losses), shifts
 
 
-def judge(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
-          reference=None) -> list[Comparison]:
+def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
+                reference=None) -> list[list[Comparison]]:
     """Judge a trajectory (losses before each step, parameters after it) against the
-    float64 reference; returns the comparisons of the first step that diverged, or
-    of the last step when none did. Each names its step."""
+    float64 reference: one list of comparisons per step, up to and including the
+    first step that diverged. Each comparison names its step."""
     steps = len(losses)
     example = example.astype(dtype)
     ex64 = example.astype(np.float64)
@@ -111,16 +111,51 @@ def judge(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, par
                                    tol(exp_params[t][name], previous, param_shift[t][name]),
                                    case=case.name, what=f"step {t} param {name}", dtype=dtype_name,
                                    device=device, context=context))
-        step_results = results
+        step_results.append(results)
         if not all(r.ok for r in results):
             break
     return step_results
 
 
-def compare_trajectories(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
-                         device: str = "cpu", reference=None) -> list[Comparison]:
-    """torch.optim's trajectory in ``dtype`` on ``device``, judged by ``judge``."""
+def judge(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
+          reference=None) -> list[Comparison]:
+    """The comparisons of the first step that diverged, or of the last step when none did."""
+    return judge_steps(case, opt, example, opt_hyper, dtype, losses, params, device, reference)[-1]
+
+
+def trajectory_steps(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
+                     device: str = "cpu", reference=None) -> list[list[Comparison]]:
+    """torch.optim's trajectory in ``dtype`` on ``device``, judged step by step by ``judge_steps``."""
     cast = example.astype(dtype)
     losses, params = train.train(case.twin, cast.params, cast.data, cast.hyper, opt.torch_name, opt_hyper,
                                  steps, device, TORCH_DTYPES[np.dtype(dtype)])
-    return judge(case, opt, example, opt_hyper, dtype, losses, params, f"torch-{device}", reference)
+    return judge_steps(case, opt, example, opt_hyper, dtype, losses, params, f"torch-{device}", reference)
+
+
+def compare_trajectories(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
+                         device: str = "cpu", reference=None) -> list[Comparison]:
+    """The comparisons of the first step that diverged, or of the last step when none did."""
+    return trajectory_steps(case, opt, example, opt_hyper, steps, dtype, device, reference)[-1]
+
+
+def comparable(case: Case, opt, example: Example, hyper: dict, steps: int, dtype) -> bool:
+    """Whether the math, not rounding, decides the float64 trajectory in ``dtype``.
+
+    * It stays where ``dtype`` resolves the case (``Case.valid``): maximize can
+      drive sigmoid + BCELoss into saturation, where float32's sigmoid rounds to 1
+      and torch's gradient vanishes while float64's does not.
+    * Gradient rounding alone moves no parameter by more than sqrt(u) relative
+      (``gradient_noise_shift``). A symmetric net (equal rows of W2) has hidden-unit
+      gradients that cancel to 0 exactly in the math; float32 leaves ~1e-8, which
+      Adam and RMSprop normalize into a full step of ~lr in a direction rounding
+      chose. Past sqrt(u) the second-order effects of such a shift exceed the
+      dtype's resolution, so the growth factor's first-order propagation no longer
+      bounds what follows: neither trajectory is wrong, they are not comparable.
+    """
+    _, path = reference_trajectory(case, opt, example.astype(np.float64), hyper, steps)
+    if case.valid and not all(case.valid(example.with_params(p), dtype) for p in [example.params, *path]):
+        return False
+    _, shifts = gradient_noise_shift(case, opt, example, hyper, steps, dtype)
+    limit = np.sqrt(unit_roundoff(dtype))
+    return all(np.max(shift[k], initial=0.0) <= limit * max(1.0, float(np.max(np.abs(p[k]), initial=0.0)))
+               for shift, p in zip(shifts, path, strict=True) for k in shift)

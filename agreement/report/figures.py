@@ -78,7 +78,7 @@ def training_figure(result, dpi: int) -> str:
     bottom.set_xlabel("step")
     bottom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     bottom.set_title("divergence from the float64 NumPy reference (log scale); "
-                     "tolerance from compare_trajectories at the marked steps", fontsize=8)
+                     "tolerance from agreement.trajectory at every step", fontsize=8)
     return data_uri(fig, dpi)
 
 

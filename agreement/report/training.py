@@ -1,11 +1,8 @@
 """Training curves of the NumPy reference and its torch twin, and their divergence per step.
 
-The tolerance drawn per step is the one ``agreement.trajectory.compare_trajectories``
-applies: it is read from that function's comparisons, never re-derived here.
-That function reports one step per call (the last, or the first that failed),
-so it is called for ``checked_steps``, a geometric selection of step counts
-ending at the last step: the sum of those counts, about 2-3x ``steps``
-optimizer steps, instead of steps * (steps + 1) / 2 for every step.
+The tolerance drawn per step is the one ``agreement.trajectory`` applies: it is
+read from ``trajectory_steps``' comparisons (every step, up to the first that
+failed), never re-derived here.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from agreement.compare import Comparison
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case, Example
 from agreement.run import TORCH_DTYPES
-from agreement.trajectory import compare_trajectories, reference_trajectory
+from agreement.trajectory import reference_trajectory, trajectory_steps
 from torch_impl import train
 
 DTYPES = (np.float32, np.float64)
@@ -39,9 +36,9 @@ class DtypeTrajectory:
     numpy_losses: np.ndarray  # the reference computed in this dtype
     torch_losses: np.ndarray  # the twin in this dtype
     reference_losses: np.ndarray  # float64 reference from the same (rounded) start
-    checked_steps: list  # steps whose tolerance compare_trajectories reported
+    checked_steps: list  # steps whose tolerance trajectory_steps reported
     loss_allowed: list  # the allowed |torch loss - reference loss| at those steps
-    loss_errors: list  # compare_trajectories' |torch loss - reference loss| there (= torch_divergence)
+    loss_errors: list  # trajectory_steps' |torch loss - reference loss| there (= torch_divergence)
     worst: Comparison  # largest error/tolerance ratio over loss and parameters at the last checked step
 
     @property
@@ -62,12 +59,6 @@ class TrainingResult:
     opt_hyper: dict
     lr_note: str  # empty, or why the step size differs from SGD's default
     runs: dict  # dtype name -> DtypeTrajectory
-
-
-def checked_steps(steps: int, count: int = 5) -> list[int]:
-    """Step counts 1 .. steps, geometrically spaced, always including ``steps``."""
-    counts = np.unique(np.round(np.geomspace(1, steps, min(count, steps))).astype(int))
-    return [int(k) for k in counts]
 
 
 def _is_stable(example: Example, trajectory) -> bool:
@@ -113,16 +104,14 @@ def _dtype_run(case, example, hyper, steps, dtype, device) -> DtypeTrajectory:
     reference_losses, _ = reference_trajectory(case, OPTIMIZER, ex.astype(np.float64), hyper, steps)
     torch_losses, _ = train.train(case.twin, ex.params, ex.data, ex.hyper, OPTIMIZER.torch_name, hyper,
                                   steps, device, TORCH_DTYPES[np.dtype(dtype)])
-    checked, allowed, errors, worst = [], [], [], None
-    for count in checked_steps(steps):
-        comparisons = compare_trajectories(case, OPTIMIZER, ex, hyper, count, dtype, device)
+    checked, allowed, errors = [], [], []
+    per_step = trajectory_steps(case, OPTIMIZER, ex, hyper, steps, dtype, device)
+    for comparisons in per_step:
         loss = _loss_comparison(comparisons)
         checked.append(_step_of(loss))
         allowed.append(float(loss.tol.bound(np.asarray(loss.expected))))
         errors.append(loss.abs_err)
-        worst = max(comparisons, key=lambda c: c.ratio)
-        if not worst.ok:
-            break  # later counts stop at the same failing step
+    worst = max(per_step[-1], key=lambda c: c.ratio)
     return DtypeTrajectory(np.dtype(dtype).name, numpy_losses, np.asarray(torch_losses, np.float64),
                            reference_losses, checked, allowed, errors, worst)
 
