@@ -206,7 +206,18 @@ class TwoLayerClassifier(_TwoLayer):
 class SGD:
     """``optim.sgd_update`` in place on a flat parameter buffer: the same operations
     in the same order (a product with 1 - dampening = 1 is exact and skipped).
-    ``update(flat_grads)`` overwrites the gradients (the model rewrites them each step)."""
+    ``update(flat_grads)`` overwrites the gradients (the model rewrites them each step).
+
+    The update runs over ``CHUNK`` elements at a time: its seven or so passes then
+    read parameters, gradients and momentum from main memory once and work in
+    the cache, instead of streaming a large model through memory on every pass.
+    The arithmetic is elementwise, so chunking changes no result.
+    """
+
+    # Elements per chunk: the four arrays' chunks take 2 MiB in float32 (a core's L2
+    # here) and 4 MiB in float64. Measured on the large two-layer net's 2.4M
+    # parameters, one thread: float64 13.5 -> 5.8 ms, float32 3.7 -> 3.1 ms per update.
+    CHUNK = 131072
 
     def __init__(self, flat_params: np.ndarray, **hyper):
         self.h = optim.sgd_hyper(**hyper)
@@ -215,33 +226,38 @@ class SGD:
         self.scratch = np.empty_like(flat_params)
 
     def update(self, g: np.ndarray) -> None:
-        h, p, tmp, cast = self.h, self.params, self.scratch, self.params.dtype.type
+        first = self.buffer is None and self.h["momentum"] != 0
+        if first:
+            self.buffer = np.empty_like(g)
+        for start in range(0, g.size, self.CHUNK):
+            part = slice(start, start + self.CHUNK)
+            self._update(self.params[part], g[part], self.scratch[part],
+                         None if self.buffer is None else self.buffer[part], first)
+
+    def _update(self, p, g, tmp, buf, first):
+        h, cast = self.h, p.dtype.type
         if h["maximize"]:
             np.negative(g, out=g)
         if h["weight_decay"] != 0:
             np.multiply(p, cast(h["weight_decay"]), out=tmp)
             g += tmp
         if h["momentum"] != 0:
-            g = self._momentum(g, tmp, cast)
+            if first:
+                np.copyto(buf, g)
+            else:
+                buf *= cast(h["momentum"])
+                if h["dampening"] != 0:
+                    np.multiply(g, cast(1 - h["dampening"]), out=tmp)
+                    buf += tmp
+                else:
+                    buf += g
+            if h["nesterov"]:
+                np.multiply(buf, cast(h["momentum"]), out=tmp)
+                g += tmp
+            else:
+                g = buf
         np.multiply(g, cast(h["lr"]), out=tmp)
         p -= tmp
-
-    def _momentum(self, g, tmp, cast):
-        h = self.h
-        if self.buffer is None:
-            self.buffer = g.copy()
-        else:
-            self.buffer *= cast(h["momentum"])
-            if h["dampening"] != 0:
-                np.multiply(g, cast(1 - h["dampening"]), out=tmp)
-                self.buffer += tmp
-            else:
-                self.buffer += g
-        if not h["nesterov"]:
-            return self.buffer
-        np.multiply(self.buffer, cast(h["momentum"]), out=tmp)
-        g += tmp
-        return g
 
     def state(self) -> tuple:
         """Parameters and momentum, copied (for ``restore``)."""

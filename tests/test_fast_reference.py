@@ -95,3 +95,20 @@ def test_sgd_state_round_trip():
     sgd.restore(saved)
     np.testing.assert_array_equal(flat, saved[0])
     np.testing.assert_array_equal(sgd.buffer, saved[1])
+
+
+@given(data=st.data())
+def test_chunked_sgd_reproduces_sgd_update_exactly(data):
+    """The update runs chunk by chunk; a chunk boundary must change nothing."""
+    dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    hyper = data.draw(sgd_hyper(dtype), label="sgd")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    p0, grad = rng.standard_normal(50).astype(dtype), rng.standard_normal(50).astype(dtype)
+    flat = p0.copy()
+    sgd = fast.SGD(flat, **hyper)
+    sgd.CHUNK = 7  # boundaries inside the array, and a short last chunk
+    params, state = {"p": p0}, optim.sgd_init({"p": p0})
+    for step in range(3):
+        sgd.update(grad.copy())
+        params, state = optim.sgd_update(params, {"p": grad}, state, **hyper)
+        np.testing.assert_array_equal(flat, params["p"], err_msg=f"after step {step}")
