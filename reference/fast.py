@@ -138,7 +138,7 @@ class _TwoLayer(_Model):
         n, hidden, d_out = self.data["X"].shape[0], self.params["W1"].shape[1], self.params["W2"].shape[1]
         self.hidden = np.empty((n, hidden), self.dtype)
         self.d_hidden = np.empty_like(self.hidden)
-        self.inactive = np.empty((n, hidden), bool)
+        self.active = np.empty((n, hidden), self.dtype)  # relu'(pre) as 1.0 / 0.0
         self.d_out = np.empty((n, d_out), self.dtype)
 
     def loss_and_grads(self):
@@ -154,8 +154,11 @@ class _TwoLayer(_Model):
         loss = self._loss_and_gradient(self.d_out)  # d_out now holds dL/dout
         np.matmul(h.T, self.d_out, out=g["W2"])
         np.matmul(self.d_out, p["W2"].T, out=dh)
-        np.equal(h, 0, out=self.inactive)
-        np.copyto(dh, 0, where=self.inactive)
+        # relu' from the output h = max(pre, 0) >= 0: sign(h) is 1 where pre > 0 and 0
+        # where pre <= 0 (torch's relu'(0) = 0); a multiply is a plain SIMD pass, where
+        # a masked copy branches on a random mask (4.5 vs 0.6 ms at the large size).
+        np.sign(h, out=self.active)
+        dh *= self.active
         np.matmul(X.T, dh, out=g["W1"])
         if bias:
             np.sum(self.d_out, axis=0, out=g["b2"])
