@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
@@ -30,3 +31,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 torch.set_num_threads(1)
 _BLAS_LIMIT = threadpool_limits(limits=1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow`` tests run only when selected (``-m slow``)."""
+    if "slow" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
