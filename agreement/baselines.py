@@ -116,7 +116,7 @@ def measure(case: Case, size: str = SIZE, seed: int = 0) -> Measurement:
 def comparison_scale(c: Comparison) -> float:
     """The policy's magnitude of the compared array: atol = rtol * scale + steps * smallest_normal,
     so atol / rtol is the scale to within the underflow floor."""
-    return c.tol.atol / c.tol.rtol if c.tol.rtol else 0.0
+    return float(np.max(c.tol.atol)) / c.tol.rtol if c.tol.rtol else 0.0
 
 
 def environment() -> dict:

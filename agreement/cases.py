@@ -49,8 +49,10 @@ def _activation_reference(forward, backward):
 
 
 def _softplus_hyper(dtype):
-    return st.fixed_dictionaries({"beta": S.hyper_value(dtype, 0.25, 8.0),
-                                  "threshold": S.hyper_value(dtype, 0.5, 40.0)})
+    # beta of either sign (torch allows both); the threshold stays below
+    # exp's overflow (see reference.activations.softplus for torch's inf there)
+    beta = S.hyper_value(dtype, 0.25, 8.0) | S.hyper_value(dtype, -8.0, -0.25)
+    return st.fixed_dictionaries({"beta": beta, "threshold": S.hyper_value(dtype, -5.0, 40.0)})
 
 
 def _branch_is_clear(x, hyper, dtype, margin):
@@ -240,7 +242,7 @@ def _dense_arrays(draw, dtype, d_in, d_out, bound, prefix="", bias=True):
     return params
 
 
-def _clear_of_kinks(X, W, b, margin, smooth=False):
+def _clear_of_kinks(X, W, b, dtype, smooth=False):
     """No pre-activation of a ReLU may sit within rounding of 0 without being exactly 0.
 
     A pre-activation that cancels to |z| <= margin * sum|terms| may come out with
@@ -248,14 +250,18 @@ def _clear_of_kinks(X, W, b, margin, smooth=False):
     derivative: a difference of convention of rounding, not of the math. Exact
     zeros from all-zero terms stay (they are 0 in every order: the kink itself),
     except for ``smooth`` draws (finite differences), which keep |z| > margin.
+    Terms below smallest_normal / u underflow in ``dtype`` (a float32 product
+    of 2.5e-28 and 2.5e-28 is 0, in float64 6.3e-56): that sign is rounding's too.
     """
+    margin = _margin(dtype, np.shape(X)[1], smooth)
     X, W = np.asarray(X, np.float64), np.asarray(W, np.float64)
     b = np.zeros(W.shape[1]) if b is None else np.asarray(b, np.float64)
     z = X @ W + b
     terms = np.abs(X) @ np.abs(W) + np.abs(b)
     if smooth:
         return bool(np.all(np.abs(z) > margin))
-    return not np.any((np.abs(z) <= margin * terms) & (terms > 0))
+    underflows = terms < np.finfo(dtype).smallest_normal / unit_roundoff(dtype)
+    return not np.any(((np.abs(z) <= margin * terms) | underflows) & (terms > 0))
 
 
 def _margin(dtype, d_in, smooth):
@@ -361,7 +367,7 @@ def _two_layer_inputs(classifier):
         params = {**_dense_arrays(draw, dtype, d_in, h, bound, "1", bias),
                   **_dense_arrays(draw, dtype, h, d_out, bound, "2", bias)}
         X = draw(S.arrays(dtype, (n, d_in), bound))
-        assume(_clear_of_kinks(X, params["W1"], params.get("b1"), _margin(dtype, d_in, smooth), smooth))
+        assume(_clear_of_kinks(X, params["W1"], params.get("b1"), dtype, smooth))
         if classifier:
             data = {"X": X, "labels": draw(S.hnp.arrays(np.int64, (n,), elements=st.integers(0, d_out - 1)))}
             hyper = {"reduction": draw(st.sampled_from(["mean", "sum"])), "bias": bias}

@@ -25,20 +25,23 @@ class Comparison:
     rel_err: float
     tol: Tolerance
     ratio: float  # abs_err / allowed at the worst element (>1 fails)
+    allowed: float = 0.0  # the tolerance at the worst element
     context: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.ratio <= 1.0
 
+    def _at_index(self, value) -> float:
+        return float(np.broadcast_to(value, self.shape)[self.index]) if np.ndim(value) else float(value)
+
     def report(self) -> str:
         lines = [
             f"{self.case}: {self.what} disagrees ({self.dtype}, {self.device})",
             f"  shape {self.shape}, worst element at index {self.index}",
             f"  actual {self.actual!r} vs expected {self.expected!r}",
-            f"  abs error {self.abs_err:.3e}, rel error {self.rel_err:.3e}, "
-            f"allowed {self.ratio and self.abs_err / self.ratio:.3e} "
-            f"(rtol {self.tol.rtol:.3e}, atol {self.tol.atol:.3e}; {self.ratio:.2f}x the tolerance)",
+            f"  abs error {self.abs_err:.3e}, rel error {self.rel_err:.3e}, allowed {self.allowed:.3e} "
+            f"(rtol {self.tol.rtol:.3e}, atol {self._at_index(self.tol.atol):.3e}; {self.ratio:.2f}x the tolerance)",
         ]
         lines += [f"  {k}: {v}" for k, v in self.context.items()]
         return "\n".join(lines)
@@ -73,7 +76,8 @@ def compare(actual, expected, tol: Tolerance, *, case: str, what: str, dtype: st
         actual=float(actual[index]) if actual.size else float("nan"),
         expected=float(expected[index]) if expected.size else float("nan"),
         abs_err=worst_err, rel_err=worst_err / denom if denom else float("inf") if worst_err else 0.0,
-        tol=tol, ratio=float(ratios[index]) if ratios.size else 0.0, context=dict(context or {}),
+        tol=tol, ratio=float(ratios[index]) if ratios.size else 0.0,
+        allowed=float(allowed[index]) if np.size(allowed) else 0.0, context=dict(context or {}),
     )
 
 

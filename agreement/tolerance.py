@@ -24,12 +24,12 @@ reductions (the tutorial and large sizes). Hence, per compared array:
              calls at up to a few ulps each, chained layers);
 * ``n``      the case's reduction length on the drawn shapes (sum of the lengths
              of the reductions along the longest chain);
-* ``scale``  the magnitude of the terms: the larger of the largest |expected|
-             element of the compared array (small elements of a large gradient
-             are judged normwise, as cancellation in their sums allows) and the
-             case's own bound on the size of the terms (``agreement/scales.py``:
-             1 - tanh(x)^2 or sigmoid(z) - y cancel to a small result whose
-             rounding error stays the size of the terms);
+* ``scale``  the magnitude of the terms: the case's own bound on the size of
+             the terms of each element (``agreement/scales.py``: sums of |terms|,
+             and 1 - tanh(x)^2 or sigmoid(z) - y, which cancel to a small result
+             whose rounding error stays the size of the terms), elementwise and
+             at least |expected|; without one, normwise: the largest |expected|
+             element of the compared array;
 * ``cond``   extra amplification of input rounding the case declares where the
              math has it (for example log(1 - p) near p = 1); 1 otherwise;
 * the ``smallest_normal`` floor covers results that underflow in the lower
@@ -73,7 +73,7 @@ class Tolerance:
     earlier rounding, used by trajectory comparisons (agreement/trajectory.py)."""
 
     rtol: float
-    atol: float
+    atol: np.ndarray | float
     shift: np.ndarray | float = 0.0
 
     def bound(self, expected: np.ndarray) -> np.ndarray:
@@ -85,10 +85,15 @@ def unit_roundoff(dtype) -> float:
 
 
 def tolerance(cls: ToleranceClass, dtype, n: int, expected: np.ndarray, cond: float = 1.0,
-              term_scale: float = 0.0) -> Tolerance:
+              term_scale=0.0) -> Tolerance:
+    """``term_scale``: a number (normwise, with the largest |expected|) or an array
+    of the expected's shape (elementwise, with |expected|); see the module docstring."""
     k = cls.depth + max(int(n), 1)
     steps = min(k, LAMBDA * np.sqrt(k))
     rtol = SAFETY * steps * unit_roundoff(dtype) * max(cond, 1.0)
-    scale = max(float(np.max(np.abs(expected))) if np.size(expected) else 0.0, term_scale)
+    if np.ndim(term_scale):
+        scale = np.maximum(np.asarray(term_scale, np.float64), np.abs(expected))
+    else:
+        scale = max(float(np.max(np.abs(expected))) if np.size(expected) else 0.0, float(term_scale))
     atol = rtol * scale + k * float(np.finfo(dtype).smallest_normal)
     return Tolerance(rtol, atol)

@@ -155,7 +155,11 @@ def comparable(case: Case, opt, example: Example, hyper: dict, steps: int, dtype
     _, path = reference_trajectory(case, opt, example.astype(np.float64), hyper, steps)
     if case.valid and not all(case.valid(example.with_params(p), dtype) for p in [example.params, *path]):
         return False
-    _, shifts = gradient_noise_shift(case, opt, example, hyper, steps, dtype)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            _, shifts = gradient_noise_shift(case, opt, example, hyper, steps, dtype)
+    except ValueError:  # the shifted run overflowed: far past the dtype's resolution
+        return False
     limit = np.sqrt(unit_roundoff(dtype))
     return all(np.max(shift[k], initial=0.0) <= limit * max(1.0, float(np.max(np.abs(p[k]), initial=0.0)))
                for shift, p in zip(shifts, path, strict=True) for k in shift)

@@ -17,8 +17,10 @@ def floating(name: str, value, *, ndim: int | None = None, shape: tuple | None =
 
     ``shape`` may contain ``None`` for a free dimension.
     """
+    if value is None:
+        raise ValueError(f"{name} is missing")
     arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.floating):
+    if arr.dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} must have a floating dtype (float32 or float64), got {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
@@ -69,6 +71,13 @@ def scalar(name: str, value, *, low: float | None = None, high: float | None = N
     if high is not None and value > high:
         raise ValueError(f"{name} must be <= {high}, got {value}")
     return value
+
+
+def flag(name: str, value) -> bool:
+    """A boolean option; truthy strings such as "no" are refused, not coerced."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def choice(name: str, value, options: tuple) -> str:

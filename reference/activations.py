@@ -65,7 +65,9 @@ def tanh_grad(x, upstream):
 
 
 def _softplus_hyper(beta, threshold):
-    beta = _checks.scalar("beta", beta, low=0.0, low_open=True)
+    beta = _checks.scalar("beta", beta)
+    if beta == 0:
+        raise ValueError("beta must be non-zero (softplus divides by it), got 0.0")
     threshold = _checks.scalar("threshold", threshold)
     return beta, threshold
 
@@ -74,7 +76,10 @@ def softplus(x, beta=1.0, threshold=20.0):
     """softplus(x) = log(1 + e^{beta x}) / beta, and x itself where beta x > threshold (torch).
 
     Evaluated as (max(bx, 0) + log1p(e^{-|bx|})) / beta, which equals the
-    textbook form wherever that is finite and never overflows.
+    textbook form wherever that is finite and never overflows. Deviation from
+    torch, by design: with a threshold above the exponential's overflow (beta x
+    > 88 in float32, 709 in float64), torch returns inf and a NaN gradient where
+    this returns the finite limit. beta may be negative, as torch allows.
     """
     x, _ = _input(x)
     beta, threshold = _softplus_hyper(beta, threshold)

@@ -140,6 +140,7 @@ def two_layer_regression(params, data, loss="sse", bias=True):
     Shapes: X (N, D_in), W1 (D_in, H), b1 (H,), W2 (H, D_out), b2 (D_out,), Y (N, D_out).
     """
     _checks.choice("loss", loss, ("sse", "mse"))
+    _checks.flag("bias", bias)
     X = _checks.floating("X", data.get("X"), ndim=2)
     weights, pre, hidden, out = _two_layer_forward(params, X, bias)
     Y = _checks.floating("Y", data.get("Y"), shape=out.shape)
@@ -153,6 +154,7 @@ def two_layer_classifier(params, data, reduction="mean", bias=True):
     dL/dlogits = (softmax(logits) - onehot(labels)) r, then the two-layer backward.
     Shapes: X (N, D_in), labels (N,) integers in [0, C), W2 (H, C).
     """
+    _checks.flag("bias", bias)
     X = _checks.floating("X", data.get("X"), ndim=2)
     weights, pre, hidden, logits = _two_layer_forward(params, X, bias)
     value, d_out = cross_entropy_loss(logits, data.get("labels"), reduction)

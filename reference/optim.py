@@ -15,6 +15,9 @@ from reference import _checks
 def _with_gradients(params: dict, grads: dict):
     """Yield ``(name, p, g)`` for each parameter that has a gradient, validated:
     a parameter whose gradient is None (or absent) is skipped, as torch skips it."""
+    unknown = sorted(set(grads) - set(params))
+    if unknown:
+        raise ValueError(f"grads has entries {unknown} that are not in params {sorted(params)}")
     for name, p in params.items():
         g = grads.get(name)
         if g is None:
@@ -33,8 +36,8 @@ def sgd_hyper(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
         momentum=_checks.scalar("momentum", momentum, low=0.0),
         dampening=_checks.scalar("dampening", dampening),
         weight_decay=_checks.scalar("weight_decay", weight_decay, low=0.0),
-        nesterov=bool(nesterov),
-        maximize=bool(maximize),
+        nesterov=_checks.flag("nesterov", nesterov),
+        maximize=_checks.flag("maximize", maximize),
     )
     if nesterov and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
         raise ValueError("nesterov requires momentum > 0 and dampening == 0 "
@@ -71,6 +74,8 @@ def sgd_update(params: dict, grads: dict, state: dict, **hyper):
             if buf is None:
                 buf = np.array(g, copy=True)
             else:
+                buf = _checks.floating(f"state[{name!r}]", buf, shape=p.shape, nonempty=False)
+                _checks.same_dtype(**{name: p, f"state[{name!r}]": buf})
                 buf = cast(h["momentum"]) * buf + cast(1 - h["dampening"]) * g
             new_state[name] = buf
             g = g + cast(h["momentum"]) * buf if h["nesterov"] else buf
@@ -103,9 +108,9 @@ def adam_hyper(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=
         betas=_betas(betas),
         eps=_checks.scalar("eps", eps, low=0.0),
         weight_decay=_checks.scalar("weight_decay", weight_decay, low=0.0),
-        amsgrad=bool(amsgrad),
-        maximize=bool(maximize),
-        decoupled_weight_decay=bool(decoupled_weight_decay),
+        amsgrad=_checks.flag("amsgrad", amsgrad),
+        maximize=_checks.flag("maximize", maximize),
+        decoupled_weight_decay=_checks.flag("decoupled_weight_decay", decoupled_weight_decay),
     )
 
 
@@ -188,8 +193,8 @@ def rmsprop_hyper(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
         eps=_checks.scalar("eps", eps, low=0.0),
         weight_decay=_checks.scalar("weight_decay", weight_decay, low=0.0),
         momentum=_checks.scalar("momentum", momentum, low=0.0),
-        centered=bool(centered),
-        maximize=bool(maximize),
+        centered=_checks.flag("centered", centered),
+        maximize=_checks.flag("maximize", maximize),
     )
 
 

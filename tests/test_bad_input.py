@@ -140,8 +140,9 @@ def test_bad_labels_are_rejected(case, labels, error, message):
     ("linear_regression", {"reduction": "batchmean"}, "reduction must be one of"),
     ("two_layer_regression", {"loss": "l1"}, "loss must be one of"),
     ("two_layer_classifier", {"reduction": "max"}, "reduction must be one of"),
-    ("softplus", {"beta": 0.0}, "beta must be > 0"),
-    ("softplus", {"beta": -1.0}, "beta must be > 0"),
+    ("softplus", {"beta": 0.0}, "beta must be non-zero"),
+    ("two_layer_regression", {"bias": "no"}, "bias must be True or False"),
+    ("two_layer_classifier", {"bias": 1}, "bias must be True or False"),
     ("softplus", {"threshold": float("nan")}, "threshold must be finite"),
     ("softplus", {"beta": "1"}, "beta must be a real number"),
 ])
@@ -190,9 +191,11 @@ SGD_GRADS = {"w": np.full(3, 0.5)}
     ({"weight_decay": -1e-4}, "weight_decay must be >= 0"),
     ({"nesterov": True}, "nesterov requires momentum > 0 and dampening == 0"),
     ({"nesterov": True, "momentum": 0.9, "dampening": 0.1}, "nesterov requires momentum > 0 and dampening == 0"),
+    ({"nesterov": "no", "momentum": 0.9}, "nesterov must be True or False"),
+    ({"maximize": 1}, "maximize must be True or False"),
 ])
 def test_sgd_rejects_invalid_hyperparameters(hyper, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         optim.sgd_update(SGD_PARAMS, SGD_GRADS, optim.sgd_init(SGD_PARAMS), **hyper)
 
 
@@ -205,3 +208,32 @@ def test_sgd_rejects_invalid_hyperparameters(hyper, message):
 def test_sgd_rejects_bad_gradients(grads, error, message):
     with pytest.raises(error, match=message):
         optim.sgd_update(SGD_PARAMS, grads, optim.sgd_init(SGD_PARAMS), lr=0.1)
+
+
+def test_sgd_rejects_gradients_for_unknown_parameters():
+    """A misspelled key would otherwise leave every parameter silently untouched."""
+    with pytest.raises(ValueError, match=r"grads has entries \['W'\] that are not in params \['w'\]"):
+        optim.sgd_update(SGD_PARAMS, {"W": np.ones(3)}, optim.sgd_init(SGD_PARAMS), lr=0.1)
+
+
+@pytest.mark.parametrize(("buffer", "error", "message"), [
+    (np.ones(1), ValueError, r"state\['w'\] must have shape \(3,\)"),
+    (np.ones(3, dtype=np.float32), TypeError, "share one floating dtype"),
+])
+def test_sgd_rejects_a_momentum_buffer_that_does_not_fit(buffer, error, message):
+    with pytest.raises(error, match=message):
+        optim.sgd_update(SGD_PARAMS, SGD_GRADS, {"w": buffer}, lr=0.1, momentum=0.9)
+
+
+def test_missing_parameter_is_named():
+    case = next(c for c in CASES if c.name == "linear_regression")
+    ex = case.build("tiny", np.float64, 0)
+    del ex.params["b"]
+    with pytest.raises(ValueError, match="b is missing"):
+        _call(case, ex)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+def test_only_float32_and_float64_are_accepted(dtype):
+    with pytest.raises(TypeError, match=r"x must have a floating dtype \(float32 or float64\)"):
+        act.relu(np.ones(3, dtype=dtype))

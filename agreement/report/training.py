@@ -109,7 +109,7 @@ def _dtype_run(case, example, hyper, steps, dtype, device) -> DtypeTrajectory:
     for comparisons in per_step:
         loss = _loss_comparison(comparisons)
         checked.append(_step_of(loss))
-        allowed.append(float(loss.tol.bound(np.asarray(loss.expected))))
+        allowed.append(loss.allowed)
         errors.append(loss.abs_err)
     worst = max(per_step[-1], key=lambda c: c.ratio)
     return DtypeTrajectory(np.dtype(dtype).name, numpy_losses, np.asarray(torch_losses, np.float64),
