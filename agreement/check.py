@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agreement.compare import Comparison, assert_all
-from agreement.registry import Case
+from agreement.registry import Case, Example
 from agreement.run import devices as available_devices
 from agreement.run import evaluate
 from agreement.strategies import DTYPES
@@ -69,6 +69,9 @@ def run_case(case: Case, dtype, device: str, max_examples: int, derandomize: boo
     @given(data=st.data())
     def check(data):
         example = data.draw(case.inputs(dtype), label="example")
+        if not isinstance(example, Example):
+            raise TypeError(f"{case.name}: inputs(dtype) must draw agreement.Example(params, data, hyper), "
+                            f"got {type(example).__name__}")
         comparisons = evaluate(case, example, dtype, device)
         summary.examples += 1
         worst = max(comparisons, key=lambda c: c.ratio)
@@ -85,7 +88,7 @@ def run_case(case: Case, dtype, device: str, max_examples: int, derandomize: boo
 
 def check_gradients(numpy_fn, torch_fn, inputs, *, tolerance: ToleranceClass = DEEP_MODEL, reduction_length=None,
                     term_scale=None, compare_loss: bool = False, dtypes=DTYPES, devices=None,
-                    max_examples: int = 50) -> list[Summary]:
+                    max_examples: int = 50, derandomize: bool = True) -> list[Summary]:
     """Check ``numpy_fn``'s gradients against autograd on ``torch_fn`` (module docstring).
 
     ``reduction_length(example)`` (default: the largest array's size) and
@@ -93,11 +96,12 @@ def check_gradients(numpy_fn, torch_fn, inputs, *, tolerance: ToleranceClass = D
     tolerance policy (agreement/tolerance.py). Loss values are compared only with
     ``compare_loss=True``: a loss that sums terms of both signs cancels, and its
     rounding is then judged fairly only with a ``term_scale`` for "loss".
+    ``derandomize=False`` draws fresh examples on every call instead of the same set.
 
     Returns one Summary per dtype and device when all agree; raises AssertionError otherwise.
     """
     case = user_case(numpy_fn, torch_fn, inputs, tolerance, reduction_length, term_scale, compare_loss)
-    summaries = [run_case(case, dtype, device, max_examples)
+    summaries = [run_case(case, dtype, device, max_examples, derandomize)
                  for dtype in dtypes for device in (devices or available_devices())]
     failed = [s for s in summaries if not s.ok]
     if failed:

@@ -62,3 +62,15 @@ def test_reference_never_imports_torch():
 
 def test_torch_twin_never_imports_reference():
     assert not _imports("torch_impl") & {"reference", "agreement"}
+
+
+def test_softplus_stays_finite_where_torch_overflows():
+    """The documented deviation: with a threshold above exp's overflow, torch
+    returns inf (and a NaN gradient); the reference returns the finite limit."""
+    x = np.array([100.0], dtype=np.float32)
+    t = torch.from_numpy(x).requires_grad_(True)
+    y = torch.nn.functional.softplus(t, beta=1.0, threshold=1000.0)
+    y.backward()
+    assert torch.isinf(y).all() and torch.isnan(t.grad).all()
+    assert act.softplus(x, 1.0, 1000.0)[0] == np.float32(100.0)
+    assert act.softplus_grad(x, np.ones_like(x), 1.0, 1000.0)[0] == 1.0

@@ -97,3 +97,11 @@ def test_huber_example_agrees():
     spec.loader.exec_module(example)
     summaries = check_gradients(example.huber_numpy, example.huber_torch, example.huber_inputs, max_examples=10)
     assert all(s.ok for s in summaries)
+
+
+def test_check_gradients_names_a_strategy_that_draws_the_wrong_type():
+    def tuples(dtype):
+        return st.tuples(S.arrays(dtype, (2,), 1.0))
+
+    with pytest.raises(TypeError, match=r"inputs\(dtype\) must draw agreement.Example"):
+        check_gradients(cubic_numpy, cubic_torch, tuples, max_examples=2, devices=["cpu"])

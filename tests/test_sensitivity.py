@@ -3,6 +3,8 @@ breaks one of torch's conventions, is caught by torch and by finite differences.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,47 @@ def test_trajectory_names_the_first_step_that_diverged(opt_name):
     assert failed, "a 0.1% gradient error went unnoticed"
     assert all(r.what.startswith("step 0 ") for r in failed), [r.what for r in failed]
     assert all(r.ok for r in compare_trajectories(case, opt, ex, opt.defaults, 5, np.float64))
+
+
+def _sgd_variant(mutation):
+    """torch.optim.SGD's formula written a second time, with one step changed."""
+
+    def update(params, grads, state, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+               maximize=False):
+        new_params, new_state = dict(params), dict(state)
+        for name, p in params.items():
+            g = grads[name]
+            if mutation == "decay before maximize":
+                g = -(g + weight_decay * p) if maximize else g + weight_decay * p
+            else:
+                g = -g if maximize else g
+                g = g + weight_decay * p
+            buf = state.get(name)
+            if buf is None:
+                buf = (1 - dampening) * g if mutation == "dampening on the first step" else g
+            else:
+                buf = momentum * buf + (1 - dampening) * g
+            new_state[name] = buf
+            if nesterov:
+                g = buf if mutation == "nesterov uses the buffer" else g + momentum * buf
+            else:
+                g = buf
+            new_params[name] = p - lr * g
+        return new_params, new_state
+
+    return dataclasses.replace(OPTIMIZERS["sgd"], update=update, init=lambda params: {k: None for k in params})
+
+
+@pytest.mark.parametrize(("mutation", "hyper"), [
+    (None, dict(lr=0.05, momentum=0.9, dampening=0.5, weight_decay=0.1, maximize=True)),
+    ("dampening on the first step", dict(lr=0.05, momentum=0.9, dampening=0.5)),
+    ("decay before maximize", dict(lr=0.05, weight_decay=0.1, maximize=True)),
+    ("nesterov uses the buffer", dict(lr=0.05, momentum=0.9, nesterov=True)),
+])
+def test_sgd_formula_mistakes_are_caught(mutation, hyper):
+    """The trajectory comparison accepts torch's SGD written again correctly
+    (the first row) and rejects each single-step mistake."""
+    case = _case("two_layer_regression")
+    ex = case.build("tiny", np.float64, 0)
+    results = compare_trajectories(case, _sgd_variant(mutation), ex, hyper, 4, np.float64)
+    assert all(r.ok for r in results) == (mutation is None), [r.report() for r in results if not r.ok][:1]
