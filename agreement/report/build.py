@@ -74,7 +74,7 @@ def _training_part(section, case, config):
         "Training curves and their divergence", figures.training_figure(result, config.dpi),
         f"{config.steps} SGD steps from the '{config.size}' example (seed {config.seed}). Top: loss before each "
         "step, NumPy and torch, float32 and float64. Bottom: |torch loss - float64 reference loss| per step, "
-        "and the tolerance agreement.trajectory applies at the marked steps; dotted: the NumPy reference's "
+        "and the tolerance agreement.trajectory applies at each step; dotted: the NumPy reference's "
         "own float32 drift. Gaps: exactly equal (log scale has no 0).",
         f"{case.name}: loss curves and per-step divergence"))
 
@@ -88,8 +88,8 @@ def _gradient_part(section, case, config):
         "Gradient error per parameter", figures.gradient_figure(result, config.dpi),
         f"Element-wise relative error |g - g_ref| / |g_ref| of each gradient on the '{config.size}' example "
         f"(seed {config.seed}), against the float64 NumPy reference; exact matches are counted, not drawn. "
-        "Elements right of the rtol line can still pass: the policy judges small elements against the "
-        "array's largest (its atol).",
+        "Elements right of the rtol line can still pass: the policy judges each element against the "
+        "magnitude of the terms it was summed from (its atol), not against its own size.",
         f"{case.name}: histograms of gradient relative error"))
 
 
