@@ -3,7 +3,7 @@ benchmark, baseline and report.
 
 Adding a model: write a NumPy function ``f(params, data, **hyper) -> (loss, grads)``
 in ``reference/``, an nn.Module factory ``make(shapes, **hyper)`` in
-``torch_impl/``, and one ``register(Case(...))`` in ``agreement/cases.py``.
+``torch_impl/``, and one ``register(Case(...))`` in ``agreement/cases/`` (activations.py, losses.py or models.py).
 """
 
 from __future__ import annotations
