@@ -92,7 +92,15 @@ def in_unit_interval(name: str, arr: np.ndarray) -> None:
 
 
 def reduce(values: np.ndarray, reduction: str):
-    """Apply a loss reduction; returns (loss, d loss / d values scale)."""
-    if reduction == "mean":
-        return values.mean(dtype=values.dtype), values.dtype.type(1.0 / values.size)
-    return values.sum(dtype=values.dtype), values.dtype.type(1.0)
+    """Apply a loss reduction; returns (loss, d loss / d values scale).
+
+    Finite inputs whose loss overflows the dtype raise instead of returning inf."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if reduction == "mean":
+            loss, scale = values.mean(dtype=values.dtype), values.dtype.type(1.0 / values.size)
+        else:
+            loss, scale = values.sum(dtype=values.dtype), values.dtype.type(1.0)
+    if not np.isfinite(loss):
+        raise ValueError(f"the loss overflows {values.dtype} (inputs too large for this dtype; "
+                         "use float64 or rescale them)")
+    return loss, scale

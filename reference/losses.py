@@ -36,8 +36,10 @@ def mse_loss(pred, target, reduction="mean", scale=1.0):
     pred, target = _pair("pred", pred, target)
     _checks.choice("reduction", reduction, REDUCTIONS)
     scale = pred.dtype.type(_checks.scalar("scale", scale, low=0.0, low_open=True))
-    diff = pred - target
-    loss, r = _checks.reduce(diff * diff, reduction)
+    with np.errstate(over="ignore"):
+        diff = pred - target
+        squares = diff * diff
+    loss, r = _checks.reduce(squares, reduction)
     return scale * loss, scale * 2 * r * diff
 
 

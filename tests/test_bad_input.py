@@ -237,3 +237,9 @@ def test_missing_parameter_is_named():
 def test_only_float32_and_float64_are_accepted(dtype):
     with pytest.raises(TypeError, match=r"x must have a floating dtype \(float32 or float64\)"):
         act.relu(np.ones(3, dtype=dtype))
+
+
+def test_loss_that_overflows_the_dtype_is_refused():
+    big = np.array([3e38], dtype=np.float32)
+    with pytest.raises(ValueError, match="the loss overflows float32"):
+        losses.mse_loss(big, -big)
