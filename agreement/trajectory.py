@@ -12,10 +12,11 @@ has two measured parts, both computed with the float64 reference:
   loss from the case's term scales (and loss_condition) at θ_{t-1};
 * gradient-noise shift: the trajectory rerun with every gradient moved by the
   policy's bound on its rounding error in ``dtype`` (one fixed random sign per
-  coordinate, so a systematic error accumulates) shows how far gradient rounding
-  alone moves each element. It matters for Adam and RMSprop, whose g / (sqrt(v) + eps)
-  has slope 1/eps where a gradient coordinate is near 0. ``SAFETY`` times that
-  shift is added elementwise.
+  coordinate, so a systematic error accumulates), and every stored optimizer
+  state element rounded once per step, shows how far rounding moves each element.
+  It matters for Adam and RMSprop, whose g / (sqrt(v) + eps) has slope 1/eps where
+  a gradient coordinate is near 0, and for centered RMSprop's s - mean^2, which
+  cancels. ``SAFETY`` times that shift is added elementwise.
 """
 
 from __future__ import annotations
@@ -31,17 +32,41 @@ from torch_impl import train
 PERTURBATION = 1e-6
 
 
-def reference_trajectory(case: Case, opt, example: Example, opt_hyper: dict, steps: int, reference=None):
-    """Losses before each update and parameters after it, with the NumPy reference."""
+def reference_trajectory(case: Case, opt, example: Example, opt_hyper: dict, steps: int, reference=None,
+                         round_state=None):
+    """Losses before each update and parameters after it, with the NumPy reference.
+    ``round_state(state) -> state`` is applied after every update (rounding emulation)."""
     reference = reference or case.reference
     params, state = dict(example.params), opt.init(example.params)
     losses, trajectory = [], []
     for _ in range(steps):
         loss, grads = reference(params, example.data, **example.hyper)
         params, state = opt.update(params, grads, state, **opt_hyper)
+        if round_state is not None:
+            state = round_state(state)
         losses.append(loss)
         trajectory.append(params)
     return np.array(losses, dtype=np.float64), trajectory
+
+
+def _state_rounding(dtype, seed: int = 2):
+    """Every float the optimizer stores (momentum, first and second moments,
+    RMSprop's running mean) carries one rounding in ``dtype``: each element is moved
+    by a relative u with a sign fixed per element. RMSprop's centered variance
+    s - mean^2 cancels as the gradient settles, and this is where that shows."""
+    u = unit_roundoff(dtype)
+    rng = np.random.default_rng(seed)
+    signs = {}
+
+    def round_state(tree, path=()):
+        if isinstance(tree, dict):
+            return {k: round_state(v, (*path, k)) for k, v in tree.items()}
+        if isinstance(tree, np.ndarray) and tree.dtype.kind == "f":
+            sign = signs.setdefault(path, rng.choice([-1.0, 1.0], tree.shape))
+            return tree * (1 + u * sign)
+        return tree
+
+    return round_state
 
 
 def _max_abs_diff(a: dict, b: dict) -> float:
@@ -73,7 +98,8 @@ def gradient_noise_shift(case: Case, opt, example: Example, opt_hyper: dict, ste
                       for k, g in grads.items()}
 
     base_losses, base = reference_trajectory(case, opt, ex64, opt_hyper, steps)
-    moved_losses, moved = reference_trajectory(case, opt, ex64, opt_hyper, steps, rounded_reference)
+    moved_losses, moved = reference_trajectory(case, opt, ex64, opt_hyper, steps, rounded_reference,
+                                               _state_rounding(dtype))
     shifts = [{k: np.abs(a[k] - b[k]) for k in a} for a, b in zip(base, moved, strict=True)]
     return np.abs(moved_losses - base_losses), shifts
 
