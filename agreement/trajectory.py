@@ -49,12 +49,16 @@ def reference_trajectory(case: Case, opt, example: Example, opt_hyper: dict, ste
     return np.array(losses, dtype=np.float64), trajectory
 
 
-def _state_rounding(dtype, seed: int = 2):
+STATE_UPDATE_DEPTH = 4  # roundings in one moment update: g*g, (1 - beta)*that, beta*m, the sum
+
+
+def _state_rounding(dtype, direction: float = 1.0, seed: int = 2):
     """Every float the optimizer stores (momentum, first and second moments,
-    RMSprop's running mean) carries one rounding in ``dtype``: each element is moved
-    by a relative u with a sign fixed per element. RMSprop's centered variance
+    RMSprop's running mean) is formed by ``STATE_UPDATE_DEPTH`` rounded operations
+    in ``dtype``: each element is moved by that many u, relative, with a sign fixed
+    per element so the error accumulates over steps. RMSprop's centered variance
     s - mean^2 cancels as the gradient settles, and this is where that shows."""
-    u = unit_roundoff(dtype)
+    u = STATE_UPDATE_DEPTH * unit_roundoff(dtype)
     rng = np.random.default_rng(seed)
     signs = {}
 
@@ -62,7 +66,7 @@ def _state_rounding(dtype, seed: int = 2):
         if isinstance(tree, dict):
             return {k: round_state(v, (*path, k)) for k, v in tree.items()}
         if isinstance(tree, np.ndarray) and tree.dtype.kind == "f":
-            sign = signs.setdefault(path, rng.choice([-1.0, 1.0], tree.shape))
+            sign = signs.setdefault(path, direction * rng.choice([-1.0, 1.0], tree.shape))
             return tree * (1 + u * sign)
         return tree
 
@@ -85,23 +89,33 @@ def growth(case: Case, opt, example: Example, opt_hyper: dict, steps: int) -> np
 
 
 def gradient_noise_shift(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype):
-    """Per step: (|loss shift|, {parameter: |shift| array}) from gradient rounding (module docstring)."""
+    """Per step: (|loss shift|, {parameter: |shift| array}) from rounding (module docstring).
+
+    Rounding's sign is unknown, and for Adam and RMSprop it matters (a shift along
+    g barely moves g / sqrt(v), one against it can flip the step), so the rerun is
+    done with each fixed sign pattern and its negation, and the larger shift kept."""
     ex64 = example.astype(np.float64)
     n = case.reduction_length(example)
     rng = np.random.default_rng(1)
-    signs = {k: rng.choice([-1.0, 1.0], np.shape(v)) for k, v in ex64.params.items()}
-
-    def rounded_reference(params, data, **hyper):
-        loss, grads = case.reference(params, data, **hyper)
-        scales = term_scales(case, Example(params, data, hyper))
-        return loss, {k: g + signs[k] * tolerance(case.tolerance, dtype, n, g, term_scale=scales.get(k, 0.0)).atol
-                      for k, g in grads.items()}
-
+    pattern = {k: rng.choice([-1.0, 1.0], np.shape(v)) for k, v in ex64.params.items()}
     base_losses, base = reference_trajectory(case, opt, ex64, opt_hyper, steps)
-    moved_losses, moved = reference_trajectory(case, opt, ex64, opt_hyper, steps, rounded_reference,
-                                               _state_rounding(dtype))
-    shifts = [{k: np.abs(a[k] - b[k]) for k in a} for a, b in zip(base, moved, strict=True)]
-    return np.abs(moved_losses - base_losses), shifts
+    loss_shift = np.zeros(steps)
+    shifts = [{k: np.zeros(np.shape(v)) for k, v in ex64.params.items()} for _ in range(steps)]
+    for direction in (1.0, -1.0):
+
+        def rounded_reference(params, data, direction=direction, **hyper):
+            loss, grads = case.reference(params, data, **hyper)
+            scales = term_scales(case, Example(params, data, hyper))
+            return loss, {k: g + direction * pattern[k] * tolerance(case.tolerance, dtype, n, g,
+                                                                    term_scale=scales.get(k, 0.0)).atol
+                          for k, g in grads.items()}
+
+        moved_losses, moved = reference_trajectory(case, opt, ex64, opt_hyper, steps, rounded_reference,
+                                                   _state_rounding(dtype, direction))
+        loss_shift = np.maximum(loss_shift, np.abs(moved_losses - base_losses))
+        for t, (a, b) in enumerate(zip(base, moved, strict=True)):
+            shifts[t] = {k: np.maximum(shifts[t][k], np.abs(a[k] - b[k])) for k in a}
+    return loss_shift, shifts
 
 
 def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
