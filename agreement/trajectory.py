@@ -77,18 +77,19 @@ def _max_abs_diff(a: dict, b: dict) -> float:
     return max(float(np.max(np.abs(a[k] - b[k]), initial=0.0)) for k in a)
 
 
-def growth(case: Case, opt, example: Example, opt_hyper: dict, steps: int) -> np.ndarray:
-    """G_t for t = 0..steps-1 (see module docstring)."""
+def growth(case: Case, opt, example: Example, opt_hyper: dict, steps: int, base=None) -> np.ndarray:
+    """G_t for t = 0..steps-1 (see module docstring). ``base``: the float64
+    reference trajectory (losses, params) when the caller already has it."""
     ex64 = example.astype(np.float64)
     rng = np.random.default_rng(0)
     shifted = {k: v * (1 + PERTURBATION * rng.choice([-1.0, 1.0], np.shape(v))) for k, v in ex64.params.items()}
     delta0 = _max_abs_diff(shifted, ex64.params) or PERTURBATION
-    _, base = reference_trajectory(case, opt, ex64, opt_hyper, steps)
+    _, base = base or reference_trajectory(case, opt, ex64, opt_hyper, steps)
     _, moved = reference_trajectory(case, opt, ex64.with_params(shifted), opt_hyper, steps)
     return np.array([max(1.0, _max_abs_diff(a, b) / delta0) for a, b in zip(base, moved, strict=True)])
 
 
-def gradient_noise_shift(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype):
+def gradient_noise_shift(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype, base=None):
     """Per step: (|loss shift|, {parameter: |shift| array}) from rounding (module docstring).
 
     Rounding's sign is unknown, and for Adam and RMSprop it matters (a shift along
@@ -98,7 +99,7 @@ def gradient_noise_shift(case: Case, opt, example: Example, opt_hyper: dict, ste
     n = case.reduction_length(example)
     rng = np.random.default_rng(1)
     pattern = {k: rng.choice([-1.0, 1.0], np.shape(v)) for k, v in ex64.params.items()}
-    base_losses, base = reference_trajectory(case, opt, ex64, opt_hyper, steps)
+    base_losses, base = base or reference_trajectory(case, opt, ex64, opt_hyper, steps)
     loss_shift = np.zeros(steps)
     shifts = [{k: np.zeros(np.shape(v)) for k, v in ex64.params.items()} for _ in range(steps)]
     for direction in (1.0, -1.0):
@@ -127,8 +128,10 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
     example = example.astype(dtype)
     ex64 = example.astype(np.float64)
     exp_losses, exp_params = reference_trajectory(case, opt, ex64, opt_hyper, steps, reference)
-    g = growth(case, opt, example, opt_hyper, steps)
-    loss_shift, param_shift = gradient_noise_shift(case, opt, example, opt_hyper, steps, dtype)
+    # the measured growth and rounding shift are properties of the true reference
+    base = (exp_losses, exp_params) if reference is None else None
+    g = growth(case, opt, example, opt_hyper, steps, base)
+    loss_shift, param_shift = gradient_noise_shift(case, opt, example, opt_hyper, steps, dtype, base)
     n = case.reduction_length(example)
     dtype_name = np.dtype(dtype).name
     context = {"shapes": example.shapes(), "hyper": example.hyper, "optimizer": (opt.name, opt_hyper)}
@@ -192,12 +195,13 @@ def comparable(case: Case, opt, example: Example, hyper: dict, steps: int, dtype
       dtype's resolution, so the growth factor's first-order propagation no longer
       bounds what follows: neither trajectory is wrong, they are not comparable.
     """
-    _, path = reference_trajectory(case, opt, example.astype(np.float64), hyper, steps)
+    base = reference_trajectory(case, opt, example.astype(np.float64), hyper, steps)
+    path = base[1]
     if case.valid and not all(case.valid(example.with_params(p), dtype) for p in [example.params, *path]):
         return False
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            _, shifts = gradient_noise_shift(case, opt, example, hyper, steps, dtype)
+            _, shifts = gradient_noise_shift(case, opt, example, hyper, steps, dtype, base)
     except ValueError:  # the shifted run overflowed: far past the dtype's resolution
         return False
     limit = np.sqrt(unit_roundoff(dtype))

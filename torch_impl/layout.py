@@ -8,7 +8,6 @@ reference name -> (attribute path of the torch parameter, transposed?).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +22,7 @@ def load(module: nn.Module, params: dict) -> nn.Module:
         if name not in params:
             continue
         target = _resolve(module, path)
-        value = torch.as_tensor(np.asarray(params[name]) if not torch.is_tensor(params[name]) else params[name])
+        value = torch.as_tensor(params[name])
         value = value.T if transposed else value
         if tuple(value.shape) != tuple(target.shape):
             raise ValueError(f"{name}: reference shape {tuple(params[name].shape)} does not fit "
