@@ -189,8 +189,8 @@ def _drift(case, doc, m, path) -> list:
 
 def _drift_trajectory(case, opt_name, current, recorded, m, path) -> list:
     """The recorded trajectory judged as agreement/trajectory.py judges torch's, against the
-    current float64 reference: the policy's tolerance times the measured growth, plus the
-    measured effect of gradient rounding (which Adam and RMSprop amplify near zero gradients)."""
+    current float64 reference: the policy's tolerance plus the measured spread of every
+    earlier step's rounding (which Adam and RMSprop amplify near zero gradients)."""
     where = f"trajectories.{opt_name}"
     params = {k: baselines.as_array(path, v, f"{where}.params.{k}") for k, v in recorded["params"].items()}
     shapes = {k: v.shape for k, v in current["params"].items()}

@@ -23,7 +23,7 @@ from agreement.optimizers import OPTIMIZERS
 from agreement.registry import cases
 from agreement.run import TORCH_DTYPES
 from agreement.strategies import DTYPES
-from agreement.trajectory import comparable, compare_trajectories, judge
+from agreement.trajectory import comparable, compare_trajectories, judge, rounding_spread
 from reference import optim
 from torch_impl import train
 
@@ -44,6 +44,25 @@ def test_cancelling_gradient_needs_the_gradient_noise_allowance():
     assert_all(results)
     b1 = next(r for r in results if r.what.endswith("param b1"))
     assert b1.tol.bound(np.zeros(1))[0] > 1e3 * b1.tol.atol  # widened by the measured shift
+
+
+def test_rmsprop_late_expansion_is_measured_from_every_start():
+    """Found by the thorough profile: RMSprop on logistic regression damps
+    parameter differences while b's gradient is large and expands them about 5x a
+    step once it nears 0 (steps 8-12). A growth factor measured from step 0 alone
+    stayed below 2 and the float32 trajectory failed at step 12 (2.7x that
+    tolerance); rounding injected at every step shows the expansion, and the
+    trajectory agrees."""
+    case = next(c for c in TRAINABLE if c.name == "logistic_regression_logits")
+    opt = OPTIMIZERS["rmsprop"]
+    example = dataclasses.replace(
+        case.build("tiny", np.float32, 0),
+        params={"W": np.array([[0.5]], np.float32), "b": np.array([0.0], np.float32)},
+        data={"X": np.array([[0.625], [0.0]], np.float32), "Y": np.array([[1.0], [0.0]], np.float32)})
+    hyper = dict(opt.defaults, lr=0.046875, alpha=0.5)
+    _, spread = rounding_spread(case, opt, example, hyper, 13, np.float32)
+    assert spread[12]["b"][0] > 100 * spread[4]["b"][0]  # measured: 2000x
+    assert_all(compare_trajectories(case, opt, example, hyper, 20, np.float32))
 
 
 # ---------------------------------------------------------------- mutations
@@ -165,20 +184,6 @@ def _train_with_missing_grads(case, example, opt, hyper, skipped, dtype):
     return np.array(losses), trajectory, steps
 
 
-def _skipping(reference, skipped):
-    """The reference with the gradients of ``skipped[t]`` dropped at its t-th call
-    in each trajectory (trajectory helpers call it once per step, in order)."""
-    calls = [0]
-
-    def wrapped(params, data, **hyper):
-        loss, grads = reference(params, data, **hyper)
-        names = skipped[calls[0] % len(skipped)]
-        calls[0] += 1
-        return loss, {k: v for k, v in grads.items() if k not in names}
-
-    return wrapped
-
-
 @given(data=st.data())
 def test_parameters_without_gradient_are_skipped_as_torch_skips_them(data):
     case = data.draw(st.sampled_from(TRAINABLE), label="case")
@@ -188,10 +193,9 @@ def test_parameters_without_gradient_are_skipped_as_torch_skips_them(data):
     hyper = data.draw(opt.hyper(dtype), label="optimizer hyperparameters")
     names = sorted(example.params)
     skipped = data.draw(st.lists(st.sets(st.sampled_from(names)), min_size=2, max_size=6), label="skipped")
-    skipping_case = dataclasses.replace(case, reference=_skipping(case.reference, skipped))
-    assume(comparable(skipping_case, opt, example, hyper, len(skipped), dtype))
+    assume(comparable(case, opt, example, hyper, len(skipped), dtype, without_grad=skipped))
     losses, trajectory, torch_steps = _train_with_missing_grads(case, example, opt, hyper, skipped, dtype)
-    assert_all(judge(skipping_case, opt, example, hyper, dtype, losses, trajectory, "torch-cpu"))
+    assert_all(judge(case, opt, example, hyper, dtype, losses, trajectory, "torch-cpu", without_grad=skipped))
     # torch keeps one step count per parameter: it counts only the steps with a gradient
     state = opt.init(example.params)
     params = example.astype(np.float64).params

@@ -56,7 +56,7 @@ def describe(config, optimizer_defaults: dict, command: str | None = None) -> li
         ("torch", f"{torch.__version__} ({torch.get_num_threads()} intra-op threads)"),
         ("matplotlib", matplotlib.__version__),
         ("device", device_description(config.device)),
-        ("seeds", f"case builders and plot data: seed={config.seed}; trajectory growth perturbation: "
+        ("seeds", f"case builders and plot data: seed={config.seed}; trajectory rounding signs: "
                   f"agreement.trajectory's own fixed seed"),
         ("settings", f"size={config.size}, steps={config.steps}, fit_steps={config.fit_steps}, "
                      f"slice_points={config.slice_points}"),
