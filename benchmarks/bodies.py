@@ -63,11 +63,11 @@ def numpy_fast(case, example, phase: str) -> Body:
     model = fast.for_reference(case.reference)(example.params, example.data, **example.hyper)
     if phase == "fwd_bwd":
         return Body(model.loss_and_grads)
-    sgd = fast.SGD(model.flat_params, **_optimizer().defaults)
+    sgd = fast.SGD(model, **_optimizer().defaults)
 
     def run():
         loss = model.loss_and_grads()
-        sgd.update(model.flat_grads)
+        sgd.update()
         return loss
 
     run()
