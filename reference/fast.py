@@ -206,27 +206,31 @@ class TwoLayerClassifier(_TwoLayer):
 
     def __init__(self, params, data, reduction="mean", bias=True):
         super().__init__(params, data, bias=bias, reduction=reduction)
-        n = self.data["X"].shape[0]
-        self.rows, self.labels = np.arange(n), self.data["labels"]
-        self.row_scalar = np.empty((n, 1), self.dtype)
+        n, classes = self.d_out.shape
+        # one-hot labels: the picked logits are one dot product and the gradient's
+        # "- onehot" one subtraction, where fancy indexing cost two gathers
+        self.onehot = np.zeros((n, classes), self.dtype)
+        self.onehot[np.arange(n), self.data["labels"]] = 1
+        self.row = np.empty(n, self.dtype)
+        self.ones_classes = np.ones(classes, self.dtype)
 
     def _loss_and_gradient(self, logits):
         """Cross-entropy: with s = logits - max, L_n = log sum exp(s_n) - s_n[y_n];
         dL/dlogits = (softmax - onehot) r, softmax = exp(s) / sum exp(s)."""
-        rows, labels, m = self.rows, self.labels, self.row_scalar
-        np.max(logits, axis=1, keepdims=True, out=m)
-        logits -= m
-        picked = logits[rows, labels]
+        row, column = self.row, self.row[:, None]
+        np.max(logits, axis=1, out=row)
+        logits -= column
+        picked = np.vdot(self.onehot, logits)  # sum over n of s_n[y_n]
         np.exp(logits, out=logits)
-        np.sum(logits, axis=1, keepdims=True, out=m)
-        logits /= m
-        np.log(m, out=m)
-        total = np.sum(m[:, 0] - picked, dtype=self.dtype)
-        logits[rows, labels] -= 1
+        np.matmul(logits, self.ones_classes, out=row)  # row sums
+        logits /= column
+        np.log(row, out=row)
+        total = np.vdot(self.ones, row) - picked
+        logits -= self.onehot
         if self.hyper["reduction"] == "mean":
-            r = self._cast(1.0 / len(rows))
-            logits *= r
-            return total / self._cast(len(rows))
+            n = self._cast(len(row))
+            logits *= self._cast(1) / n
+            return total / n
         return total
 
 
