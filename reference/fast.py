@@ -98,42 +98,34 @@ def _squared_error(pred, target, out, reduction, cast):
     return total / cast(out.size) if reduction == "mean" else total
 
 
-class LinearRegression(_Model):
+class _Linear(_Model):
+    """X W + b and a loss on it; subclasses supply ``_loss(z, Y, reduction) -> (L, dL/dz)``.
+    The logistic models' (N, 1) logits and loss are cheap next to the two
+    matrix-vector products, so the readable loss functions compute them."""
+
+    def __init__(self, params, data, reduction="mean"):
+        super().__init__(params, data, reduction=reduction)
+        self.out = np.empty_like(self.data["Y"])
+
+    def loss_and_grads(self):
+        X, Y, p, g = self.data["X"], self.data["Y"], self.params, self.grads
+        np.matmul(X, p["W"], out=self.out)
+        self.out += p["b"]
+        loss, d_out = self._loss(self.out, Y, self.hyper["reduction"])
+        np.matmul(X.T, d_out, out=g["W"])
+        np.sum(d_out, axis=0, out=g["b"])
+        return loss
+
+
+class LinearRegression(_Linear):
     reference = staticmethod(models.linear_regression)
 
-    def __init__(self, params, data, reduction="mean"):
-        super().__init__(params, data, reduction=reduction)
-        self.pred = np.empty_like(self.data["Y"])
-
-    def loss_and_grads(self):
-        X, Y, p, g = self.data["X"], self.data["Y"], self.params, self.grads
-        np.matmul(X, p["W"], out=self.pred)
-        self.pred += p["b"]
-        loss = _squared_error(self.pred, Y, self.pred, self.hyper["reduction"], self._cast)
-        np.matmul(X.T, self.pred, out=g["W"])
-        np.sum(self.pred, axis=0, out=g["b"])
-        return loss
+    def _loss(self, z, Y, reduction):
+        """MSE, its gradient written over the predictions."""
+        return _squared_error(z, Y, z, reduction, self._cast), z
 
 
-class _LogisticRegression(_Model):
-    """The (N, 1) logits and loss are cheap next to the two matrix-vector products,
-    so the readable loss function computes them."""
-
-    def __init__(self, params, data, reduction="mean"):
-        super().__init__(params, data, reduction=reduction)
-        self.logits = np.empty_like(self.data["Y"])
-
-    def loss_and_grads(self):
-        X, Y, p, g = self.data["X"], self.data["Y"], self.params, self.grads
-        np.matmul(X, p["W"], out=self.logits)
-        self.logits += p["b"]
-        loss, d_logits = self._loss(self.logits, Y, self.hyper["reduction"])
-        np.matmul(X.T, d_logits, out=g["W"])
-        np.sum(d_logits, axis=0, out=g["b"])
-        return loss
-
-
-class LogisticRegressionLogits(_LogisticRegression):
+class LogisticRegressionLogits(_Linear):
     reference = staticmethod(models.logistic_regression_logits)
 
     @staticmethod
@@ -141,7 +133,7 @@ class LogisticRegressionLogits(_LogisticRegression):
         return losses.bce_with_logits_loss(z, Y, reduction)
 
 
-class LogisticRegressionSigmoid(_LogisticRegression):
+class LogisticRegressionSigmoid(_Linear):
     reference = staticmethod(models.logistic_regression_sigmoid)
 
     @staticmethod

@@ -14,7 +14,7 @@ from agreement.compare import assert_all
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import cases
 from agreement.strategies import DTYPES
-from agreement.trajectory import comparable, compare_trajectories, reference_trajectory
+from agreement.trajectory import _last_spread, comparable, compare_trajectories, reference_trajectory, rounding_spread
 
 # Longer trajectories in nightly runs.
 MAX_STEPS = 30 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 8
@@ -42,3 +42,21 @@ def test_trajectories_agree(case, dtype, opt, data):
     # where the dtype resolves the case and rounding, not the math, would decide the path
     assume(comparable(case, opt, example, hyper, steps, dtype))
     assert_all(compare_trajectories(case, opt, example, hyper, steps, dtype))
+
+
+def test_rounding_spread_is_reused_only_for_the_same_request():
+    """comparable() and the judge share one rounding_spread computation; any
+    changed input (hyperparameter, dtype, data) computes it anew."""
+    case = next(c for c in cases(trainable=True) if c.name == "linear_regression")
+    opt = OPTIMIZERS["rmsprop"]
+    example = case.build("tiny", np.float64, 0)
+    first = rounding_spread(case, opt, example, opt.defaults, 3, np.float32)
+    assert rounding_spread(case, opt, example.astype(np.float64), dict(opt.defaults), 3, np.float32) is first
+    moved = example.with_params({k: v + 1.0 for k, v in example.params.items()})
+    for changed in [(example, dict(opt.defaults, lr=0.02), np.float32), (example, opt.defaults, np.float64),
+                    (moved, opt.defaults, np.float32)]:
+        again = rounding_spread(case, opt, changed[0], changed[1], 3, changed[2])
+        assert again is not first
+        _last_spread[:] = [None, None]
+        fresh = rounding_spread(case, opt, changed[0], changed[1], 3, changed[2])
+        np.testing.assert_array_equal(again[0], fresh[0])
