@@ -138,11 +138,17 @@ def _identity(case, doc, example, size, seed, path) -> list:
     return problems
 
 
+def _finding(kind: str, c, what: str | None = None, recorded_is_actual: bool = False) -> Finding:
+    """A failed comparison as a finding. ``recorded_is_actual``: the comparison was
+    made with the recorded value as its "actual" (``judge``), and the finding
+    reports it as the expected one."""
+    expected, actual = (c.actual, c.expected) if recorded_is_actual else (c.expected, c.actual)
+    return Finding(kind, c.case, what or c.what, c.dtype, c.device, expected, actual, c.abs_err, c.allowed,
+                   f"worst element at {c.index} of shape {c.shape}, {c.ratio:.3g}x the tolerance")
+
+
 def _agreement(m) -> list:
-    return [Finding("agreement", c.case, c.what, c.dtype, c.device, c.expected, c.actual, c.abs_err,
-                    c.abs_err / c.ratio if c.ratio else 0.0,
-                    f"worst element at {c.index} of shape {c.shape}, {c.ratio:.3g}x the tolerance")
-            for whats in m.comparisons.values() for c in whats.values() if not c.ok]
+    return [_finding("agreement", c) for whats in m.comparisons.values() for c in whats.values() if not c.ok]
 
 
 def _drift_one(case, what, current, recorded, tol, path):
@@ -154,8 +160,7 @@ def _drift_one(case, what, current, recorded, tol, path):
     c = compare(current, recorded, tol(recorded), case=case.name, what=what, dtype="float64", device="numpy")
     if c.ok:
         return None
-    return Finding("drift", case.name, what, "float64", "numpy", c.expected, c.actual, c.abs_err,
-                   c.abs_err / c.ratio, f"worst element at {c.index} of shape {c.shape}, {c.ratio:.3g}x the tolerance")
+    return _finding("drift", c)
 
 
 def _drift(case, doc, m, path) -> list:
@@ -202,10 +207,7 @@ def _drift_trajectory(case, opt_name, current, recorded, m, path) -> list:
     judged = judge(case, OPTIMIZERS[opt_name], m.example, current["hyper"], np.float64,
                    baselines.as_array(path, recorded["losses"], f"{where}.losses"), steps, "numpy")
     # judge() calls the trajectory it is given "actual": here that is the recorded one
-    return [Finding("drift", case.name, f"{opt_name} {c.what}", "float64", "numpy", c.actual, c.expected,
-                    c.abs_err, c.abs_err / c.ratio, f"worst element at {c.index} of shape {c.shape}, "
-                                                    f"{c.ratio:.3g}x the tolerance")
-            for c in judged if not c.ok]
+    return [_finding("drift", c, f"{opt_name} {c.what}", recorded_is_actual=True) for c in judged if not c.ok]
 
 
 def budget_limits(recorded_ratio: float, dtype, scale: float, steps: int = 1) -> tuple[float, float]:

@@ -116,7 +116,7 @@ def _spread_key(case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
     (the key holds them, so their ids stay theirs)."""
     arrays = tuple((k, np.asarray(v).dtype.str, np.shape(v), np.asarray(v).tobytes())
                    for part in (example.params, example.data) for k, v in sorted(part.items()))
-    return (case, opt, id(case), id(opt), arrays, repr(example.hyper), repr(sorted(opt_hyper.items())), steps,
+    return (case, opt, arrays, repr(example.hyper), repr(sorted(opt_hyper.items())), steps,
             np.dtype(dtype).str, repr([sorted(names) for names in without_grad]))
 
 

@@ -19,6 +19,9 @@ import os
 import numpy as np
 import torch
 
+from agreement.report.config import SIZES  # noqa: F401  (the benchmark grid's sizes)
+from agreement.run import TORCH_DTYPES  # noqa: F401  (used by the bodies and peaks)
+
 THREADS = int(os.environ.get("BENCHMARK_THREADS", "1"))
 TF32 = os.environ.get("BENCHMARK_TF32", "0") == "1"
 
@@ -26,9 +29,7 @@ TF32 = os.environ.get("BENCHMARK_TF32", "0") == "1"
 # weight decay), the one the NumPy fast path implements.
 OPTIMIZER = "sgd"
 
-SIZES = ("tiny", "tutorial", "large")
 DTYPES = (np.float32, np.float64)
-TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
 def cuda_available() -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from agreement.report.config import SIZES
+
 BACKENDS = ("numpy", "numpy-readable", "torch-cpu", "torch-cuda")
-SIZES = ("tiny", "tutorial", "large")
 RESULTS: list[dict] = []
 
 # Targets the issue sets for the NumPy step of the dense two-layer nets (fraction of the
