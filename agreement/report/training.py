@@ -15,7 +15,7 @@ from agreement.compare import Comparison
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case, Example
 from agreement.run import TORCH_DTYPES
-from agreement.trajectory import reference_trajectory, trajectory_steps
+from agreement.trajectory import judge_steps, reference_trajectory
 from torch_impl import train
 
 DTYPES = (np.float32, np.float64)
@@ -102,10 +102,10 @@ def _dtype_run(case, example, hyper, steps, dtype, device) -> DtypeTrajectory:
     ex = example.astype(dtype)
     numpy_losses, _ = reference_trajectory(case, OPTIMIZER, ex, hyper, steps)
     reference_losses, _ = reference_trajectory(case, OPTIMIZER, ex.astype(np.float64), hyper, steps)
-    torch_losses, _ = train.train(case.twin, ex.params, ex.data, ex.hyper, OPTIMIZER.torch_name, hyper,
-                                  steps, device, TORCH_DTYPES[np.dtype(dtype)])
+    torch_losses, torch_params = train.train(case.twin, ex.params, ex.data, ex.hyper, OPTIMIZER.torch_name, hyper,
+                                             steps, device, TORCH_DTYPES[np.dtype(dtype)])
     checked, allowed, errors = [], [], []
-    per_step = trajectory_steps(case, OPTIMIZER, ex, hyper, steps, dtype, device)
+    per_step = judge_steps(case, OPTIMIZER, ex, hyper, dtype, torch_losses, torch_params, f"torch-{device}")
     for comparisons in per_step:
         loss = _loss_comparison(comparisons)
         checked.append(_step_of(loss))
