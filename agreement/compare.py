@@ -9,6 +9,24 @@ import numpy as np
 from agreement.tolerance import Tolerance
 
 
+def format_ratio(ratio: float) -> str:
+    """Error/tolerance compactly: 2.59x, 1.2e+290x; never hundreds of digits."""
+    if np.isnan(ratio):
+        return "nan"
+    if np.isinf(ratio):
+        return "infinitely many times"
+    return f"{ratio:.3g}x" if ratio < 1e4 else f"{ratio:.2g}x"
+
+
+def side_name(device: str, dtype: str) -> str:
+    """What a report calls the side that produced ``actual``."""
+    if device.startswith("torch-"):
+        return f"torch autograd ({dtype}, {device.removeprefix('torch-')})"
+    if device == "numpy":
+        return f"NumPy in {dtype}"
+    return device
+
+
 @dataclass
 class Comparison:
     """The worst element of one compared array."""
@@ -27,6 +45,9 @@ class Comparison:
     ratio: float  # abs_err / allowed at the worst element (>1 fails)
     allowed: float = 0.0  # the tolerance at the worst element
     context: dict = field(default_factory=dict)
+    actual_name: str = ""  # who computed actual, e.g. "torch autograd (float32, cpu)"
+    expected_name: str = "the NumPy reference in float64"
+    notes: list = field(default_factory=list)  # verdicts added after the comparison (agreement/verdict.py)
 
     @property
     def ok(self) -> bool:
@@ -35,20 +56,32 @@ class Comparison:
     def _at_index(self, value) -> float:
         return float(np.broadcast_to(value, self.shape)[self.index]) if np.ndim(value) else float(value)
 
+    def tolerance_parts(self) -> str:
+        parts = [f"floor {self._at_index(self.tol.floor(np.float64(self.expected))):.3e} "
+                 f"(rtol {self.tol.rtol:.3e}, atol {self._at_index(self.tol.atol):.3e})"]
+        if np.any(self.tol.measured):
+            parts.append(f"measured rounding {self._at_index(self.tol.measured):.3e}")
+        if np.any(self.tol.shift):
+            parts.append(f"earlier steps' rounding {self._at_index(self.tol.shift):.3e}")
+        return " + ".join(parts)
+
     def report(self) -> str:
+        actual_name = self.actual_name or side_name(self.device, self.dtype)
         lines = [
             f"{self.case}: {self.what} disagrees ({self.dtype}, {self.device})",
             f"  shape {self.shape}, worst element at index {self.index}",
-            f"  actual {self.actual!r} vs expected {self.expected!r}",
-            f"  abs error {self.abs_err:.3e}, rel error {self.rel_err:.3e}, allowed {self.allowed:.3e} "
-            f"(rtol {self.tol.rtol:.3e}, atol {self._at_index(self.tol.atol):.3e}; {self.ratio:.2f}x the tolerance)",
+            f"  {actual_name} gave {self.actual!r} where {self.expected_name} gave {self.expected!r}",
+            f"  abs error {self.abs_err:.3e}, rel error {self.rel_err:.3e}; allowed {self.allowed:.3e} = "
+            f"{self.tolerance_parts()}; {format_ratio(self.ratio)} the tolerance",
         ]
+        lines += [f"  {note}" for note in self.notes]
         lines += [f"  {k}: {v}" for k, v in self.context.items()]
         return "\n".join(lines)
 
 
 def compare(actual, expected, tol: Tolerance, *, case: str, what: str, dtype: str, device: str,
-            context: dict | None = None) -> Comparison:
+            context: dict | None = None, actual_name: str = "",
+            expected_name: str = "the NumPy reference in float64") -> Comparison:
     """Compare ``actual`` to ``expected`` (the higher-precision side) and return the worst element.
 
     NaN or Inf in ``actual`` where ``expected`` is finite, or a shape mismatch,
@@ -57,8 +90,8 @@ def compare(actual, expected, tol: Tolerance, *, case: str, what: str, dtype: st
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     if actual.shape != expected.shape:
-        raise AssertionError(f"{case}: {what} has shape {actual.shape}, expected {expected.shape} "
-                             f"({dtype}, {device})")
+        raise AssertionError(f"{case}: {what} from {actual_name or side_name(device, dtype)} has shape "
+                             f"{actual.shape}, but {expected_name} has shape {expected.shape}")
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs(actual - expected)
         err = np.where(np.isnan(err) & ~(np.isnan(actual) & np.isnan(expected)), np.inf, err)
@@ -78,6 +111,7 @@ def compare(actual, expected, tol: Tolerance, *, case: str, what: str, dtype: st
         abs_err=worst_err, rel_err=worst_err / denom if denom else float("inf") if worst_err else 0.0,
         tol=tol, ratio=float(ratios[index]) if ratios.size else 0.0,
         allowed=float(allowed[index]) if np.size(allowed) else 0.0, context=dict(context or {}),
+        actual_name=actual_name, expected_name=expected_name,
     )
 
 

@@ -7,7 +7,8 @@ import torch
 
 from agreement.compare import Comparison, compare
 from agreement.registry import Case, Example
-from agreement.tolerance import tolerance
+from agreement.rounding import Measurement, measure
+from agreement.tolerance import Tolerance, tolerance
 from torch_impl import train
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
@@ -27,44 +28,88 @@ def term_scales(case: Case, example: Example) -> dict:
     return case.term_scale(example.astype(np.float64)) if case.term_scale else {}
 
 
-def _compare_all(case, example, loss, grads, exp_loss, exp_grads, dtype, device) -> list[Comparison]:
+def _torch_call(case: Case, device: str):
+    def call(example: Example, dtype):
+        return train.loss_and_grads(case.twin, example.params, example.data, example.hyper, device,
+                                    TORCH_DTYPES[np.dtype(dtype)])
+
+    return call
+
+
+def _numpy_call(reference):
+    def call(example: Example):
+        return reference(example.params, example.data, **example.hyper)
+
+    return call
+
+
+def _compare_side(case, example, side: str, loss, grads, exp_loss, exp_grads, dtype, device,
+                  measurement: Measurement, names: dict) -> list[Comparison]:
+    """One side (``side`` "numpy" or "torch") against the float64 reference: the analytic
+    floor (normwise on each array) plus the rounding measured on this input."""
     n = case.reduction_length(example)
     dtype_name = np.dtype(dtype).name
-    shapes = {k: tuple(v) for k, v in example.shapes().items()}
-    context = {"shapes": shapes, "hyper": example.hyper}
-    scales = term_scales(case, example)
+    context = {"shapes": {k: tuple(v) for k, v in example.shapes().items()}, "hyper": example.hyper}
+    actual_name, expected_name = names[side], names["expected"]
+
+    inputs = [np.abs(np.asarray(v, np.float64)) for part in (example.params, example.data) for v in part.values()
+              if np.asarray(v).dtype.kind == "f" and np.size(v)]
+    input_scale = max((float(np.max(v[np.isfinite(v)], initial=0.0)) for v in inputs), default=0.0)
+
+    def tol(key, expected, cond=1.0):
+        floor = tolerance(case.tolerance, dtype, n, expected, cond)
+        atol = np.where(measurement.degenerate(key, np.shape(expected)),
+                        tolerance(case.tolerance, dtype, n, expected, cond, term_scale=input_scale).atol, floor.atol)
+        measured = measurement.bound(side, key, np.shape(expected))
+        return Tolerance(floor.rtol, atol, measured=0.0 if measured is None else measured)
+
+    def cmp(actual, expected, key, what, cond=1.0):
+        return compare(actual, expected, tol(key, np.asarray(expected, np.float64), cond), case=case.name,
+                       what=what, dtype=dtype_name, device=device, context=context, actual_name=actual_name,
+                       expected_name=expected_name)
+
     out = []
     if case.compare_loss:
+        if np.ndim(loss) != 0 or np.ndim(exp_loss) != 0:
+            raise AssertionError(f"{case.name}: the loss must be a scalar; {actual_name} gave shape "
+                                 f"{np.shape(loss)}, {expected_name} gave shape {np.shape(exp_loss)}")
         cond = case.loss_condition(example) if case.loss_condition else 1.0
-        tol = tolerance(case.tolerance, dtype, n, exp_loss, cond, scales.get("loss", 0.0))
-        out.append(compare(loss, exp_loss, tol,
-                           case=case.name, what="loss", dtype=dtype_name, device=device, context=context))
-    missing = set(exp_grads) ^ set(grads)
-    if missing:
-        raise AssertionError(f"{case.name}: parameters {sorted(missing)} are on one side only "
-                             f"({dtype_name}, {device})")
+        out.append(cmp(loss, exp_loss, "loss", "loss", cond))
+    extra, missing = sorted(set(grads) - set(exp_grads)), sorted(set(exp_grads) - set(grads))
+    if extra or missing:
+        raise AssertionError(f"{case.name}: gradients of {extra or missing} come from "
+                             f"{actual_name if extra else expected_name} only")
     for name in sorted(exp_grads):
         if grads[name] is None:
-            raise AssertionError(f"{case.name}: {name} received no gradient ({dtype_name}, {device})")
-        out.append(compare(grads[name], exp_grads[name],
-                           tolerance(case.tolerance, dtype, n, exp_grads[name], term_scale=scales.get(name, 0.0)),
-                           case=case.name, what=f"grad {name}", dtype=dtype_name, device=device,
-                           context=context))
+            raise AssertionError(f"{case.name}: {name} received no gradient from {actual_name}")
+        out.append(cmp(grads[name], exp_grads[name], name, f"grad {name}"))
     return out
 
 
-def evaluate(case: Case, example: Example, dtype, device: str = "cpu", reference=None) -> list[Comparison]:
+DEFAULT_NAMES = {"expected": "the NumPy reference in float64"}
+
+
+def evaluate(case: Case, example: Example, dtype, device: str = "cpu", reference=None,
+             names: dict | None = None) -> list[Comparison]:
     """Torch (``device``) in ``dtype``, and NumPy in ``dtype`` when that is not float64,
-    each compared with the float64 NumPy reference. ``reference`` overrides the
-    case's NumPy function (used to show the comparison catches a wrong one)."""
-    reference = reference or case.reference
+    each compared with the float64 NumPy reference, within the analytic floor plus
+    the rounding measured on this example (agreement/rounding.py). ``reference``
+    overrides the case's NumPy function (used to show the comparison catches a
+    wrong one); ``names``: what reports call "numpy", "torch" and "expected"."""
+    dtype = np.dtype(dtype)
+    numpy_call, torch_call = _numpy_call(reference or case.reference), _torch_call(case, device)
     example = example.astype(dtype)
     ex64 = example.astype(np.float64)
-    exp_loss, exp_grads = reference(ex64.params, ex64.data, **ex64.hyper)
-    t_loss, t_grads = train.loss_and_grads(case.twin, example.params, example.data, example.hyper,
-                                           device, TORCH_DTYPES[np.dtype(dtype)])
-    out = _compare_all(case, example, t_loss, t_grads, exp_loss, exp_grads, dtype, f"torch-{device}")
-    if np.dtype(dtype) != np.float64:
-        n_loss, n_grads = reference(example.params, example.data, **example.hyper)
-        out += _compare_all(case, example, n_loss, n_grads, exp_loss, exp_grads, dtype, "numpy")
+    exp_loss, exp_grads = numpy_call(ex64)
+    t_loss, t_grads = torch_call(example, dtype)
+    n_out = numpy_call(example) if dtype != np.float64 else None
+    measurement = measure(numpy_call, torch_call, example, dtype, numpy_own=n_out, torch_own=(t_loss, t_grads),
+                          torch64=(t_loss, t_grads) if dtype == np.float64 else None)
+    names = {**DEFAULT_NAMES, "numpy": f"NumPy in {dtype.name}",
+             "torch": f"torch autograd ({dtype.name}, {device})", **(names or {})}
+    out = _compare_side(case, example, "torch", t_loss, t_grads, exp_loss, exp_grads, dtype, f"torch-{device}",
+                        measurement, names)
+    if n_out is not None:
+        out += _compare_side(case, example, "numpy", *n_out, exp_loss, exp_grads, dtype, "numpy", measurement,
+                             names)
     return out

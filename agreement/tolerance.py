@@ -68,16 +68,24 @@ DEEP_MODEL = ToleranceClass("deep-model", depth=32)  # dense, relu, dense, loss,
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Allowed |actual - expected| = atol + rtol |expected| + shift, where the
-    elementwise ``shift`` (0 for single evaluations) is a measured propagation of
-    earlier rounding, used by trajectory comparisons (agreement/trajectory.py)."""
+    """Allowed |actual - expected| = atol + rtol |expected| + shift + measured.
+
+    ``atol + rtol |expected|`` is the analytic floor of this module; ``shift``
+    (elementwise, 0 for single evaluations) is the measured propagation of earlier
+    rounding that trajectory comparisons add (agreement/trajectory.py);
+    ``measured`` (elementwise) is the rounding measured on the input itself
+    (agreement/rounding.py)."""
 
     rtol: float
     atol: np.ndarray | float
     shift: np.ndarray | float = 0.0
+    measured: np.ndarray | float = 0.0
+
+    def floor(self, expected: np.ndarray) -> np.ndarray:
+        return self.atol + self.rtol * np.abs(expected)
 
     def bound(self, expected: np.ndarray) -> np.ndarray:
-        return self.atol + self.rtol * np.abs(expected) + self.shift
+        return self.floor(expected) + self.shift + self.measured
 
 
 def unit_roundoff(dtype) -> float:
