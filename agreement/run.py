@@ -112,4 +112,9 @@ def evaluate(case: Case, example: Example, dtype, device: str = "cpu", reference
     if n_out is not None:
         out += _compare_side(case, example, "numpy", *n_out, exp_loss, exp_grads, dtype, "numpy", measurement,
                              names)
+    if not all(c.ok for c in out):
+        values = {"numpy64": exp_grads, "torch": t_grads, **({"numpy": n_out[1]} if n_out is not None else {})}
+        from agreement import verdict  # finite_differences imports this module
+
+        verdict.explain(out, lambda params: numpy_call(ex64.with_params(params))[0], ex64, values, names)
     return out
