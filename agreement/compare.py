@@ -97,6 +97,7 @@ def compare(actual, expected, tol: Tolerance, *, case: str, what: str, dtype: st
         err = np.where(np.isnan(err) & ~(np.isnan(actual) & np.isnan(expected)), np.inf, err)
         err = np.where(np.isnan(actual) & np.isnan(expected), 0.0, err)
         allowed = tol.bound(expected)
+        allowed = np.where(np.isnan(allowed), 0.0, allowed)  # a NaN expected allows nothing but NaN
         ratios = np.where(err == 0, 0.0, err / np.where(allowed > 0, allowed, np.inf))
         ratios = np.where((err > 0) & (allowed == 0), np.inf, ratios)
     flat = int(np.argmax(ratios)) if ratios.size else 0

@@ -102,6 +102,7 @@ def tolerance(cls: ToleranceClass, dtype, n: int, expected: np.ndarray, cond: fl
     if np.ndim(term_scale):
         scale = np.maximum(np.asarray(term_scale, np.float64), np.abs(expected))
     else:
-        scale = max(float(np.max(np.abs(expected))) if np.size(expected) else 0.0, float(term_scale))
+        magnitudes = np.abs(np.asarray(expected, np.float64))
+        scale = max(float(np.max(magnitudes[np.isfinite(magnitudes)], initial=0.0)), float(term_scale))
     atol = rtol * scale + k * float(np.finfo(dtype).smallest_normal)
     return Tolerance(rtol, atol)
