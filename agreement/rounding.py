@@ -26,16 +26,26 @@ float64, torch against torch in float64), so a difference between the two
 tolerance.
 
 One sample can be small by luck (an intermediate that happens to round almost
-exactly), so the harness takes several, with independent roundings:
+exactly), and M can under-measure systematically: where M absorbs a small
+quantity that the compared dtype keeps (1 - 2.3e-10 is exactly 1 in float32),
+M's error is capped by that quantity instead of growing with the terms (in
+torch's BCE-with-logits at z = -100, y = 2.3e-10, float64 cancels terms of 100
+while float32 drops y z = 2.3e-8 whole). So the harness takes samples of two
+kinds, with independent roundings:
 
-* each side at the input itself (cast to M);
-* each side at the input with its parameters shrunk towards 0 by a relative
-  amount eta (NumPy at eta = 2^-20, 2^-14 and 2^-8, torch at 2^-12): the
-  parameters move by many ulps of M, so every intermediate that depends on them
-  rounds afresh, while signs, exact zeros and ties are kept (one factor per
-  distinct value) and the local amplification barely changes. The evaluation
-  in M is compared with float64 at the same moved input, so the move itself
-  is not counted as error.
+* in M, scaled: each side at the input itself (cast to M), and NumPy at the
+  input with its parameters shrunk towards 0 by eta = 2^-20, 2^-14 and 2^-8
+  relative: every intermediate that depends on them rounds afresh, while signs,
+  exact zeros and ties are kept (one factor per distinct value) and the local
+  amplification barely changes. Each is compared with float64 at the same
+  input, so the move itself is not counted as error;
+* in the compared dtype itself, unscaled: each side's noise between nearby
+  inputs, as Moré and Wild's ECnoise estimates a computation's noise. The
+  parameters and data move by +a and -a (``NOISE_STEP_ULPS`` ulps, random
+  signs; integer-valued data stays), and
+  |f(x + a) + f(x - a) - 2 f(x)| / 2 cancels the linear change; at that step the
+  curvature term is far below rounding, and what remains is the rounding of the
+  evaluations, cancellations included, at the compared precision.
 
 Per element, ``measured = MEASURED_SAFETY * (u / u_M) * max_j |sample_j|``; the
 side being judged never contributes its own judged evaluation. Why 32: if
@@ -72,7 +82,7 @@ from agreement.tolerance import unit_roundoff
 
 MEASURED_SAFETY = 32.0
 NUMPY_SHRINKS = (2.0**-20, 2.0**-14, 2.0**-8)
-TORCH_SHRINK = 2.0**-12
+NOISE_STEP_ULPS = 256  # the noise samples' step, in ulps of the compared dtype
 
 
 def measurement_dtype(dtype) -> np.dtype:
@@ -147,9 +157,10 @@ def shrink(example: Example, eta: float, seed: int) -> Example:
 
 def _error(low, high, mdtype, scale: float):
     """|low - high| scaled to the compared dtype, with NaN (no information) where the
-    low-precision result is non-finite, subnormal, or saturated: wrong by half its
-    own size or more (0 where float64 has 2e-9), so that its error no longer
-    scales with u_M."""
+    low-precision result is non-finite, subnormal, or exactly 0 where float64's is
+    not (2e-9 absorbed or underflowed away): such an error is capped by the value
+    and no longer scales with u_M. A large but non-zero error (0.5 - 0.5 + 2e-10
+    rounding to 3e-8 in float32) is the terms' rounding, and scales."""
     low = np.asarray(low, np.float64)
     high = np.asarray(high, np.float64)
     if low.shape != high.shape:
@@ -158,7 +169,7 @@ def _error(low, high, mdtype, scale: float):
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs(low - high) * scale
         informative = (np.isfinite(low) & np.isfinite(high) & ((np.abs(low) >= tiny) | (low == 0))
-                       & ~(np.abs(low - high) >= 0.5 * np.abs(high)) | (low == high))
+                       & ~((low == 0) & (high != 0)))
     return np.where(informative, err, np.nan)
 
 
@@ -168,6 +179,45 @@ def _quiet(fn, *args):
         return fn(*args)
 
 
+def nudge(example: Example, eta: float, seed: int) -> tuple[Example, Example]:
+    """Parameters and data moved by +a and by -a relative (a in [eta/2, eta], a random
+    sign and size per distinct value: ties and exact zeros stay), cast back to their
+    dtype. Data moves too, because data such as a target y = 2.3e-10 enters roundings
+    (1 - y) that no parameter moves; integer-valued data (masks, one-hot targets,
+    counts) stays as it is, since its exact values are usually what it means."""
+    rng = np.random.default_rng(seed)
+
+    def move(values: dict, keep_integers: bool):
+        plus, minus = {}, {}
+        for k, v in values.items():
+            v = np.asarray(v)
+            if v.dtype.kind != "f" or v.size == 0:
+                plus[k] = minus[k] = v
+                continue
+            distinct, inverse = np.unique(v, return_inverse=True)
+            a = eta * rng.uniform(0.5, 1.0, distinct.shape) * rng.choice([-1.0, 1.0], distinct.shape)
+            if keep_integers:
+                a = np.where(distinct == np.round(distinct), 0.0, a)
+            a = a[inverse].reshape(v.shape)
+            plus[k], minus[k] = (v * (1 + a)).astype(v.dtype), (v * (1 - a)).astype(v.dtype)
+        return plus, minus
+
+    (p_plus, p_minus), (d_plus, d_minus) = move(example.params, False), move(example.data, True)
+    return Example(p_plus, d_plus, example.hyper), Example(p_minus, d_minus, example.hyper)
+
+
+def _second_difference(plus, minus, base):
+    """|f(x + a) + f(x - a) - 2 f(x)| / 2: the linear change cancels, the curvature term
+    is below rounding at the step used, and what is left is the rounding of the three
+    evaluations (a sample of one evaluation's error, give or take a factor sqrt(6)/2)."""
+    plus, minus, base = (np.asarray(v, np.float64) for v in (plus, minus, base))
+    if not plus.shape == minus.shape == base.shape:
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = np.abs(plus + minus - 2 * base) / 2
+    return np.where(np.isfinite(out), out, np.nan)
+
+
 def measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype, *, numpy_own=None,
             torch_own=None, torch64=None) -> Measurement:
     """Samples of each side's rounding in ``dtype`` (module docstring).
@@ -175,50 +225,61 @@ def measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype,
     ``numpy_call(example) -> (loss, grads)`` runs the NumPy function in the
     example's dtype; ``torch_call(example, dtype) -> (loss, grads)`` runs the torch
     function in ``dtype``. ``numpy_own``/``torch_own``: the judged evaluations in
-    ``dtype`` when the caller has them (reused, marked own); ``torch64``: torch in
-    float64 at the example, when the caller has it.
+    ``dtype`` when the caller has them (reused; the ones in the measurement
+    precision are marked own); ``torch64``: torch in float64 at the example.
     """
     dtype = np.dtype(dtype)
     mdtype = measurement_dtype(dtype)
     scale = unit_roundoff(dtype) / unit_roundoff(mdtype)
+    example = example.astype(dtype)
     at_m = example.astype(mdtype)
     samples, unavailable = [], []
 
-    def sample(side, label, own, low_fn, high_fn):
+    def add(side, label, own, run, combine):
         try:
-            low = low_fn()
-            high = high_fn()
+            outs = run()
         except Exception as error:  # noqa: BLE001 - a refusal is no information, not a verdict
             unavailable.append(f"{side} {label}: {type(error).__name__}: {error}")
             return
-        loss = _error(low[0], high[0], mdtype, scale)
+        loss = combine(*(o[0] for o in outs))
         grads = {}
-        for k, g in low[1].items():
-            if k in high[1] and g is not None and high[1][k] is not None:
-                e = _error(g, high[1][k], mdtype, scale)
+        for k in outs[0][1]:
+            parts = [o[1].get(k) for o in outs]
+            if all(p is not None for p in parts):
+                e = combine(*parts)
                 if e is not None:
                     grads[k] = e
-        samples.append(Sample(side, label, own, loss, grads))
+        if loss is not None:
+            samples.append(Sample(side, label, own, loss, grads))
 
-    def numpy_at(ex):
-        return _quiet(numpy_call, ex)
-
-    def numpy64_at(ex):
-        return _quiet(numpy_call, ex.astype(np.float64))
+    def lower(low, high):
+        return _error(low, high, mdtype, scale)
 
     own_m = mdtype == dtype
-    sample("numpy", f"at the input in {mdtype.name}", own_m,
-           (lambda: numpy_own) if (own_m and numpy_own is not None) else (lambda: numpy_at(at_m)),
-           lambda: numpy64_at(at_m))
+
+    def numpy_d():
+        return numpy_own if numpy_own is not None else _quiet(numpy_call, example)
+
+    def torch_d():
+        return torch_own if torch_own is not None else _quiet(torch_call, example, dtype)
+
+    # in the measurement precision, scaled
+    add("numpy", f"at the input in {mdtype.name}", own_m,
+        lambda: ((numpy_d() if own_m else _quiet(numpy_call, at_m)), _quiet(numpy_call, at_m.astype(np.float64))),
+        lower)
     for i, eta in enumerate(NUMPY_SHRINKS):
         moved = shrink(at_m, eta, seed=i)
-        sample("numpy", f"with parameters shrunk by {eta:.0e}", False, lambda m=moved: numpy_at(m),
-               lambda m=moved: numpy64_at(m))
-    t64 = (lambda: torch64) if torch64 is not None else (lambda: _quiet(torch_call, example, np.float64))
-    sample("torch", f"at the input in {mdtype.name}", own_m,
-           (lambda: torch_own) if (own_m and torch_own is not None) else (lambda: _quiet(torch_call, at_m, mdtype)),
-           t64)
-    moved = shrink(at_m, TORCH_SHRINK, seed=len(NUMPY_SHRINKS))
-    sample("torch", f"with parameters shrunk by {TORCH_SHRINK:.0e}", False,
-           lambda: _quiet(torch_call, moved, mdtype), lambda: _quiet(torch_call, moved, np.float64))
+        add("numpy", f"with parameters shrunk by {eta:.0e}", False,
+            lambda m=moved: (_quiet(numpy_call, m), _quiet(numpy_call, m.astype(np.float64))), lower)
+    add("torch", f"at the input in {mdtype.name}", own_m,
+        lambda: ((torch_d() if own_m else _quiet(torch_call, at_m, mdtype)),
+                 (torch64 if torch64 is not None else _quiet(torch_call, example, np.float64))), lower)
+
+    # in the compared precision itself: noise between nearby inputs
+    eta = NOISE_STEP_ULPS * 2 * unit_roundoff(dtype)
+    plus, minus = nudge(example, eta, seed=len(NUMPY_SHRINKS))
+    add("numpy", f"noise over inputs {eta:.0e} apart in {dtype.name}", False,
+        lambda: (_quiet(numpy_call, plus), _quiet(numpy_call, minus), numpy_d()), _second_difference)
+    add("torch", f"noise over inputs {eta:.0e} apart in {dtype.name}", False,
+        lambda: (_quiet(torch_call, plus, dtype), _quiet(torch_call, minus, dtype), torch_d()), _second_difference)
     return Measurement(samples, unavailable)
