@@ -1,12 +1,9 @@
 """Test-session settings shared by tests/ and benchmarks/.
 
-Hypothesis profiles (select with ``--hypothesis-profile NAME`` or the
-HYPOTHESIS_PROFILE variable):
-
-* ``dev`` (default): few examples per test, fast feedback.
-* ``ci``: derandomized (the same examples every run, so CI verdicts repeat),
-  no example database, reproduction blobs printed.
-* ``thorough``: many more examples, for nightly runs.
+Hypothesis profiles ``dev``, ``ci`` and ``thorough`` are the project's pytest
+plugin's (agreement/pytest_plugin.py, which describes them). This suite runs
+``dev`` unless the HYPOTHESIS_PROFILE variable or ``--hypothesis-profile NAME``
+names another.
 
 Threads: NumPy's BLAS and torch's intra-op pool are each limited to one
 thread for the session. Tests alternate NumPy and torch at small sizes, where
@@ -19,14 +16,11 @@ import os
 
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from threadpoolctl import threadpool_limits
 
-_common = dict(deadline=None, print_blob=True,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-settings.register_profile("dev", max_examples=12, **_common)
-settings.register_profile("ci", max_examples=25, derandomize=True, database=None, **_common)
-settings.register_profile("thorough", max_examples=400, **_common)
+import agreement.pytest_plugin  # noqa: F401  registers the profiles, also where plugin autoloading is off
+
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 torch.set_num_threads(1)

@@ -6,13 +6,29 @@
 * ``Example``: one input (params, data, hyper); ``strategies``: Hypothesis strategies for them;
 * ``Case`` and ``cases``: the project's own registry of models, losses and activations.
 
-Everything else in the package is internal.
+Everything else in the package is internal. Names are imported on first use, so
+that the pytest plugin (agreement/pytest_plugin.py), which every pytest run in an
+environment with this package loads, does not import torch.
 """
 
-from agreement import strategies
-from agreement.check import Summary, assert_gradients_close, check_gradients
-from agreement.finite_differences import check_finite_differences
-from agreement.registry import Case, Example, cases
+from importlib import import_module
 
-__all__ = ["Case", "Example", "Summary", "assert_gradients_close", "cases", "check_finite_differences",
-           "check_gradients", "strategies"]
+_EXPORTS = {
+    "Case": "agreement.registry", "Example": "agreement.registry", "cases": "agreement.registry",
+    "Summary": "agreement.check", "assert_gradients_close": "agreement.check", "check_gradients": "agreement.check",
+    "check_finite_differences": "agreement.finite_differences",
+}
+
+__all__ = sorted([*_EXPORTS, "strategies"])
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    if name == "strategies":
+        return import_module("agreement.strategies")
+    raise AttributeError(f"module 'agreement' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
