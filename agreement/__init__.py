@@ -3,6 +3,7 @@
 * ``assert_gradients_close``: one example, inside your own tests (like ``torch.testing.assert_close``);
 * ``check_gradients``: a Hypothesis search over your inputs, every dtype and device;
 * ``check_finite_differences``: a NumPy gradient against finite differences, no torch needed;
+* ``check_optimizer``, ``assert_optimizer_close``: your NumPy optimizer against ``torch.optim``, step by step;
 * ``Example``: one input (params, data, hyper); ``strategies``: Hypothesis strategies for them;
 * ``Case`` and ``cases``: the project's own registry of models, losses and activations.
 
@@ -17,6 +18,8 @@ _EXPORTS = {
     "Case": "agreement.registry", "Example": "agreement.registry", "cases": "agreement.registry",
     "Summary": "agreement.check", "assert_gradients_close": "agreement.check", "check_gradients": "agreement.check",
     "check_finite_differences": "agreement.finite_differences",
+    **{name: "agreement.training_check" for name in ("check_optimizer", "assert_optimizer_close", "NotComparable",
+                                                       "TrajectoryHorizonWarning", "TrajectorySummary")},
 }
 
 __all__ = sorted([*_EXPORTS, "strategies"])
