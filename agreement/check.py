@@ -22,6 +22,7 @@ the mathematics agrees with.
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import traceback
 import warnings
@@ -55,11 +56,17 @@ class UserCodeError(AssertionError):
     """The user's NumPy or torch function raised, or returned something unusable."""
 
 
+_HARNESS = os.path.dirname(os.path.abspath(__file__))
+
+
 def _user_error(who: str, error: BaseException | None, what: str) -> UserCodeError:
+    """The message names whose code it was; the traceback keeps the user's frames only."""
     lines = [f"{who} {what}"]
     if error is not None:
-        lines += ["  its traceback:", *("    " + line for line in
-                                       "".join(traceback.format_exception(error)).rstrip().splitlines()[-12:])]
+        frames = [f for f in traceback.extract_tb(error.__traceback__)
+                  if not os.path.abspath(f.filename).startswith(_HARNESS)]
+        text = "".join(traceback.format_list(frames[-8:]) + traceback.format_exception_only(error))
+        lines += ["  its traceback (most recent call last):", *("    " + line for line in text.rstrip().splitlines())]
     return UserCodeError("\n".join(lines))
 
 
@@ -339,9 +346,13 @@ def _strategy(inputs, dtype, label: str):
 
 
 _HYPOTHESIS_SETTINGS = dict(database=None, deadline=None, print_blob=True,
-                            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-                            # the explain phase would point at the harness's own lines, not the user's
-                            phases=[p for p in Phase if p != Phase.explain])
+                            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+def _phases():
+    """The loaded profile's phases (a suite may drop shrinking) less explain, which
+    would point at the harness's own lines, not the user's."""
+    return [p for p in settings.default.phases if p != Phase.explain]
 
 
 def run_case(case: Case, dtype, device: str, max_examples: int, derandomize: bool = True, seed: int | None = None,
@@ -363,7 +374,8 @@ def run_case(case: Case, dtype, device: str, max_examples: int, derandomize: boo
         if failed:
             raise AssertionError("\n".join(c.report() for c in failed))
 
-    @settings(max_examples=max_examples, derandomize=derandomize and seed is None, **_HYPOTHESIS_SETTINGS)
+    @settings(max_examples=max_examples, derandomize=derandomize and seed is None, phases=_phases(),
+              **_HYPOTHESIS_SETTINGS)
     @given(data=st.data())
     def check(data):
         one(data.draw(strategy, label="example"))

@@ -40,6 +40,11 @@ kinds, with independent roundings:
   zeros and ties are kept (one factor per distinct value) and the local
   amplification barely changes. Each is compared with float64 at the same
   input, so the move itself is not counted as error;
+* in float64 comparisons, NumPy against itself in long double where the
+  platform has an extended one (x86's 80-bit, for parameters of up to
+  ``EXTENDED_MAX_SIZE`` elements): the float64 error itself, including roundings
+  that float32 absorbs and that no nearby input re-rounds (log-softmax's
+  1 - 1.3e-14 times an upstream of 3, whose float64 rounding is fixed);
 * in the compared dtype itself, unscaled: each side's noise between nearby
   inputs, as Moré and Wild's ECnoise estimates a computation's noise. The
   parameters and data move by +a and -a (``NOISE_STEP_ULPS`` ulps, random
@@ -85,6 +90,9 @@ from agreement.tolerance import unit_roundoff
 
 MEASURED_SAFETY = 32.0
 NUMPY_SHRINKS = (2.0**-20, 2.0**-14, 2.0**-8)
+# x86's 80-bit long double (64-bit mantissa); elsewhere it is float64 and measures nothing
+EXTENDED = np.finfo(np.longdouble).nmant >= 63
+EXTENDED_MAX_SIZE = 1 << 14  # long double has no BLAS: a (1000, 1000) product would take seconds
 TORCH_SHRINK = 2.0**-12  # torch's shrunk sample where M is the compared dtype
 NOISE_STEP_ULPS = 256  # the noise samples' step, in ulps of the compared dtype
 
@@ -210,6 +218,16 @@ def nudge(example: Example, eta: float, seed: int) -> tuple[Example, Example]:
     return Example(p_plus, d_plus, example.hyper), Example(p_minus, d_minus, example.hyper)
 
 
+def _extended_error(low, high):
+    """|float64 result - long double result|, formed in long double."""
+    low, high = np.asarray(low), np.asarray(high)
+    if low.shape != high.shape or high.dtype != np.longdouble:
+        return None  # the function did not compute in long double: no information
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(low.astype(np.longdouble) - high).astype(np.float64)
+    return np.where(np.isfinite(err), err, np.nan)
+
+
 def _second_difference(plus, minus, base):
     """|f(x + a) + f(x - a) - 2 f(x)| / 2: the linear change cancels, the curvature term
     is below rounding at the step used, and what is left is the rounding of the three
@@ -278,6 +296,11 @@ def measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype,
     add("torch", f"at the input in {mdtype.name}", own_m,
         lambda: ((torch_d() if own_m else _quiet(torch_call, at_m, mdtype)),
                  (torch64 if torch64 is not None else _quiet(torch_call, example, np.float64))), lower)
+
+    # against NumPy in long double, where the platform has one: the float64 error itself
+    if dtype == np.float64 and EXTENDED and max(np.size(v) for v in example.params.values()) <= EXTENDED_MAX_SIZE:
+        add("numpy", "against long double", False,
+            lambda: (numpy_d(), _quiet(numpy_call, example.astype(np.longdouble))), _extended_error)
 
     # in the compared precision itself: noise between nearby inputs. In float32 (M is the
     # compared dtype) torch is sampled at a shrunk input instead: noise cannot see an error
