@@ -55,14 +55,21 @@ kinds, with independent roundings:
   smoothly with the input (a vectorised exp's 1-2 ulp), so where M is the
   compared dtype torch gets its shrunk sample instead of this one.
 
-Per element, ``measured = MEASURED_SAFETY * (u / u_M) * max_j |sample_j|``; the
-side being judged never contributes its own judged evaluation. Why 32: if
-samples and the judged error are draws from the same zero-mean distribution
-(Gaussian for many comparable roundings; one dominant rounding is no worse),
-the judged difference of two sides has standard deviation sqrt(2) sigma, and
-the chance that all R >= 5 samples (each side is judged by at least 5) fall below 1/S of it is about
-E|Z|^R (0.8 sqrt(2) / S)^R: 5e-8 per element for R = 5 and S = 32, smaller
-for more samples (each side is judged against at least 5).
+Per element, ``measured = MEASURED_SAFETY * (u / u_M) * max_j |sample_j|``.
+NumPy's own evaluation in a precision below float64 never judges NumPy there:
+that comparison exists to catch what your NumPy does wrong in float32 (an
+overflow, a formula that cancels), and its own error would excuse it. Torch's
+own float32 rounding does judge torch: the harness checks your NumPy, not
+torch's arithmetic, so torch in float32 against NumPy in float64 fails where
+the two functions differ by more than 32 times torch's own float32 rounding
+(a layer norm of width 1 cancels 718 - 718 in torch's fused backward and leaves
+one ulp, 6e-5, which no other sample shows). Why 32: if samples and the judged
+error are draws from the same zero-mean distribution (Gaussian for many
+comparable roundings; one dominant rounding is no worse), the judged difference
+of two sides has standard deviation sqrt(2) sigma, and the chance that all R
+samples fall below 1/S of it is about E|Z|^R (0.8 sqrt(2) / S)^R: 5e-8 per
+element for R = 5 and S = 32, smaller for more samples (each side is judged by
+at least 6).
 
 A non-finite sample (overflow in M), a subnormal one (its precision is below
 u_M) or a run that raised (a user function that refuses float32) is no
@@ -293,7 +300,7 @@ def measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype,
         moved = shrink(at_m, eta, seed=i)
         add("numpy", f"with parameters shrunk by {eta:.0e}", False,
             lambda m=moved: (_quiet(numpy_call, m), _quiet(numpy_call, m.astype(np.float64))), lower)
-    add("torch", f"at the input in {mdtype.name}", own_m,
+    add("torch", f"at the input in {mdtype.name}", False,
         lambda: ((torch_d() if own_m else _quiet(torch_call, at_m, mdtype)),
                  (torch64 if torch64 is not None else _quiet(torch_call, example, np.float64))), lower)
 
