@@ -20,8 +20,9 @@ def floating(name: str, value, *, ndim: int | None = None, shape: tuple | None =
     if value is None:
         raise ValueError(f"{name} is missing")
     arr = np.asarray(value)
-    if arr.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must have a floating dtype (float32 or float64), got {arr.dtype}")
+    # long double too: the harness measures float64's rounding against it (agreement/rounding.py)
+    if arr.dtype not in (np.float32, np.float64, np.longdouble):
+        raise TypeError(f"{name} must have a floating dtype (float32, float64 or long double), got {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if shape is not None:
