@@ -118,6 +118,16 @@ def test_inputs_may_be_a_strategy_a_function_of_dtype_an_example_or_a_list():
         assert {s.dtype for s in summaries} == {"float64", "float32"} and all(s.examples > 0 for s in summaries)
 
 
+def test_failures_carry_no_explanation_lines_pointing_into_the_harness():
+    def wrong(params, data):
+        loss, grads = dense_numpy(params, data)
+        return loss, {**grads, "b": grads["b"] * 1.01}
+
+    with pytest.raises(AssertionError) as info:
+        check_gradients(wrong, dense_torch, dense_inputs, devices=["cpu"], dtypes=[np.float64], max_examples=20)
+    assert "Explanation" not in str(info.value) and "agreement/compare.py" not in str(info.value)
+
+
 def test_a_fixed_example_that_disagrees_is_reported():
     def wrong(params, data):
         loss, grads = dense_numpy(params, data)
