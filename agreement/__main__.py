@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import sys
 import time
 
@@ -17,10 +18,32 @@ from agreement.registry import cases
 from agreement.run import devices
 from agreement.strategies import DTYPES
 
+DESCRIPTION = ("The agreement check over every registered case: Hypothesis examples through the NumPy "
+               "reference and torch autograd, printed as a table of case, dtype and device with the worst "
+               "error and its tolerance.")
+
+
+def program_name(argv0: str) -> str:
+    """How the user started it: ``python -m agreement`` runs this file as __main__.py,
+    the ``gradient-agreement`` script (pyproject's [project.scripts]) under its own name."""
+    name = os.path.basename(argv0)
+    return "python -m agreement" if name in ("__main__.py", "") else name
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:  # Hypothesis needs at least one example
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agreement", description=__doc__)
-    parser.add_argument("--examples", type=int, default=30, help="Hypothesis examples per case, dtype and device")
+    parser = argparse.ArgumentParser(prog=program_name(sys.argv[0]), description=DESCRIPTION)
+    parser.add_argument("--examples", type=_positive, default=30,
+                        help="Hypothesis examples per case, dtype and device (default 30)")
     parser.add_argument("--cases", default="*", help="glob over case names, e.g. 'two_layer*'")
     parser.add_argument("--random", action="store_true", help="fresh random examples instead of the derandomized set")
     args = parser.parse_args(argv)
@@ -48,7 +71,7 @@ def main(argv=None) -> int:
                           f"{(w.what + ' (' + w.device + ')') if w else ''}{'  FAIL' if not s.ok else ''}")
                     if not s.ok:
                         failures.append(s)
-    print(f"\n{len(selected)} cases, {time.perf_counter() - start:.1f}s; "
+    print(f"\n{len(selected)} case{'s' if len(selected) != 1 else ''}, {time.perf_counter() - start:.1f}s; "
           f"{'all agree' if not failures else f'{len(failures)} disagreements'}")
     for s in failures:
         print(f"\n{s.failure}")

@@ -75,11 +75,14 @@ STATE_UPDATE_DEPTH = 4  # roundings in one moment update: g*g, (1 - beta)*that, 
 
 
 def _signs(rng, tree):
-    """A random ±1 array for every float array in a (nested) dict."""
+    """A random ±1 array for every float value in a (nested) dict, 0-d included:
+    a user's reference may return a 0-d parameter's gradient or state as a NumPy
+    scalar, whose rounding counts as much as an array's. None for the rest (step
+    counts, absent state)."""
     if isinstance(tree, dict):
         return {k: _signs(rng, v) for k, v in tree.items()}
-    if isinstance(tree, np.ndarray) and tree.dtype.kind == "f":
-        return rng.choice([-1.0, 1.0], tree.shape)
+    if isinstance(tree, (np.ndarray, np.floating, float)) and np.asarray(tree).dtype.kind == "f":
+        return rng.choice([-1.0, 1.0], np.shape(tree))
     return None
 
 
@@ -90,7 +93,7 @@ def _round_state(tree, signs, relative: float):
         return {k: _round_state(v, signs[k], relative) for k, v in tree.items()}
     if signs is None:
         return tree
-    return tree * (1 + relative * signs)
+    return np.asarray(tree * (1 + relative * signs), dtype=np.asarray(tree).dtype)
 
 
 def _one_step_rounding(case: Case, dtype, n: int, params: dict, written: dict, example: Example, step: int,
@@ -179,6 +182,14 @@ def _rounding_spread(case: Case, opt, example: Example, opt_hyper: dict, steps: 
     return loss_spread, param_spread
 
 
+def judged_arrays(params: dict) -> list[tuple[str, str | None]]:
+    """What ``judge_steps`` compares at every step, in its order, as (array, parameter
+    name or None): the loss (before the step), then each parameter (after it) by name.
+    Each comparison's ``what`` is ``f"step {t} {array}"``; callers that key results by
+    array zip with this list instead of reading ``what``."""
+    return [("loss", None), *((f"param {name}", name) for name in sorted(params))]
+
+
 def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
                 reference=None, without_grad=()) -> list[list[Comparison]]:
     """Judge a trajectory (losses before each step, parameters after it) against the
@@ -207,14 +218,16 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
 
         cond = case.loss_condition(before) if case.loss_condition else 1.0
         loss_tol = tol(exp_losses[t], term_scales(case, before).get("loss", 0.0), loss_spread[t], cond)
-        results = [compare(losses[t], exp_losses[t], loss_tol, case=case.name, what=f"step {t} loss",
-                           dtype=dtype_name, device=device, context=context)]
-        for name in sorted(exp_params[t]):
-            previous = float(np.max(np.abs(before.params[name]), initial=0.0))
-            results.append(compare(params[t][name], exp_params[t][name],
-                                   tol(exp_params[t][name], previous, param_spread[t][name]),
-                                   case=case.name, what=f"step {t} param {name}", dtype=dtype_name,
-                                   device=device, context=context))
+        results = []
+        for array, name in judged_arrays(exp_params[t]):
+            if name is None:
+                actual, expected, allowed = losses[t], exp_losses[t], loss_tol
+            else:
+                previous = float(np.max(np.abs(before.params[name]), initial=0.0))
+                actual, expected = params[t][name], exp_params[t][name]
+                allowed = tol(expected, previous, param_spread[t][name])
+            results.append(compare(actual, expected, allowed, case=case.name, what=f"step {t} {array}",
+                                   dtype=dtype_name, device=device, context=context))
         step_results.append(results)
         if not all(r.ok for r in results):
             break

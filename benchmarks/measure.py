@@ -19,8 +19,8 @@ import statistics
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info
 
+from agreement.environment import blas_libraries as blas_kernels  # noqa: F401 (benchmarks/conftest.py imports it from here)
 from benchmarks import peak, summary
 from benchmarks.clocks import clock_for
 from benchmarks.settings import THREADS, apply_tf32
@@ -55,11 +55,6 @@ def _note_peak(device, dtype, gflops):
 def measured_limits() -> dict:
     return {f"{device}/{dtype}": {**value, "best_matmul_gflops": _best_peak.get((device, dtype))}
             for (device, dtype, smoke), value in _limits.items() if not smoke}
-
-
-def blas_kernels() -> list:
-    return [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "threading_layer", "num_threads")}
-            for lib in threadpool_info()]
 
 
 def _rounds(body, clock, config) -> int:

@@ -3,7 +3,9 @@
 Each ``*_grad(x, upstream)`` returns the vector-Jacobian product
 ``upstream * f'(x)``: the activation acts elementwise, so its Jacobian is the
 diagonal ``diag(f'(x))`` and the product is elementwise. Shapes: ``x`` and
-``upstream`` share any shape; the result has that shape.
+``upstream`` share any shape; the result has that shape and is an ndarray, 0-d
+included (NumPy arithmetic on 0-d arrays gives NumPy scalars, which code that
+walks arrays by type would miss).
 """
 
 from __future__ import annotations
@@ -49,19 +51,19 @@ def sigmoid_grad(x, upstream):
     """sigmoid'(x) = s (1 - s) with s = sigmoid(x), as torch's backward forms it from the output."""
     x, upstream = _input(x, upstream)
     s = _sigmoid(x)
-    return upstream * (1 - s) * s
+    return np.asarray(upstream * (1 - s) * s)
 
 
 def tanh(x):
     x, _ = _input(x)
-    return np.tanh(x)
+    return np.asarray(np.tanh(x))
 
 
 def tanh_grad(x, upstream):
     """tanh'(x) = 1 - t^2 with t = tanh(x), formed from the output as torch does."""
     x, upstream = _input(x, upstream)
     t = np.tanh(x)
-    return upstream * (1 - t * t)
+    return np.asarray(upstream * (1 - t * t))
 
 
 def _softplus_hyper(beta, threshold):

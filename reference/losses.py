@@ -1,7 +1,8 @@
 """Losses with torch.nn semantics. Each ``*_loss`` returns ``(loss, d loss / d input)``.
 
 ``reduction`` is ``"mean"`` (divide by the number of elements, or of samples
-for cross-entropy) or ``"sum"``, as in torch.
+for cross-entropy) or ``"sum"``, as in torch. The loss is a NumPy scalar of the
+input's dtype; the gradient an ndarray of the input's shape, 0-d included.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def mse_loss(pred, target, reduction="mean", scale=1.0):
         diff = pred - target
         squares = diff * diff
     loss, r = _checks.reduce(squares, reduction)
-    return scale * loss, scale * 2 * r * diff
+    return scale * loss, np.asarray(scale * 2 * r * diff)
 
 
 def bce_loss(prob, target, reduction="mean"):
@@ -62,7 +63,7 @@ def bce_loss(prob, target, reduction="mean"):
     per_element = -(target * log_p + (1 - target) * log_q)
     loss, r = _checks.reduce(per_element, reduction)
     denom = np.maximum((1 - prob) * prob, prob.dtype.type(BCE_GRAD_EPS))
-    return loss, r * (prob - target) / denom
+    return loss, np.asarray(r * (prob - target) / denom)
 
 
 def bce_with_logits_loss(logits, target, reduction="mean"):
@@ -76,7 +77,7 @@ def bce_with_logits_loss(logits, target, reduction="mean"):
     _checks.choice("reduction", reduction, REDUCTIONS)
     per_element = np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
     loss, r = _checks.reduce(per_element, reduction)
-    return loss, r * (_sigmoid(logits) - target)
+    return loss, np.asarray(r * (_sigmoid(logits) - target))
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Models: each ``f(params, data, **hyper)`` returns ``(loss, grads)``.
 
-``params`` and ``grads`` are dicts of arrays with the same keys and shapes.
+``params`` and ``grads`` are dicts of arrays with the same keys and shapes
+(a 0-d parameter's gradient is a 0-d array, not a NumPy scalar).
 Layout follows the math, not nn.Linear: a dense layer is ``y = x W + b`` with
 ``W`` of shape (in, out) and ``b`` of shape (out,). Batches are rows.
 """
@@ -42,7 +43,7 @@ def scalar_quadratic(params, data):
     u = _checks.floating("upstream", data.get("upstream"), shape=x.shape)
     _checks.same_dtype(p=p, x=x, upstream=u)
     loss = np.sum(u * p * x * x)
-    return loss, {"p": np.sum(u * x * x), "x": 2 * p * x * u}
+    return loss, {"p": np.asarray(np.sum(u * x * x)), "x": 2 * p * x * u}
 
 
 def _dense(X, W, b):

@@ -2,7 +2,10 @@
 
 ``state = sgd_init(params)``; ``params, state = sgd_update(params, grads, state, **hyper)``.
 Nothing is mutated. A parameter whose gradient is ``None`` is left untouched,
-state included, as torch skips parameters whose ``.grad`` is None.
+state included, as torch skips parameters whose ``.grad`` is None. Updated
+parameters and stored state are ndarrays of their parameter's shape and dtype,
+0-d included: NumPy arithmetic on 0-d arrays returns NumPy scalars, which are
+converted back (``_arrays``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ def _with_gradients(params: dict, grads: dict):
         g = _checks.floating(f"grads[{name!r}]", g, shape=p.shape, nonempty=False)
         _checks.same_dtype(**{name: p, f"grads[{name!r}]": g})
         yield name, p, g
+
+
+def _arrays(state: dict) -> dict:
+    """One parameter's state with every value but the step count as an ndarray."""
+    return {k: v if k == "step" else np.asarray(v) for k, v in state.items()}
 
 
 def sgd_hyper(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -76,10 +84,10 @@ def sgd_update(params: dict, grads: dict, state: dict, **hyper):
             else:
                 buf = _checks.floating(f"state[{name!r}]", buf, shape=p.shape, nonempty=False)
                 _checks.same_dtype(**{name: p, f"state[{name!r}]": buf})
-                buf = cast(h["momentum"]) * buf + cast(1 - h["dampening"]) * g
+                buf = np.asarray(cast(h["momentum"]) * buf + cast(1 - h["dampening"]) * g)
             new_state[name] = buf
             g = g + cast(h["momentum"]) * buf if h["nesterov"] else buf
-        new_params[name] = p - cast(h["lr"]) * g
+        new_params[name] = np.asarray(p - cast(h["lr"]) * g)
     return new_params, new_state
 
 
@@ -171,8 +179,8 @@ def adam_update(params: dict, grads: dict, state: dict, **hyper):
             s["max_exp_avg_sq"] = v
         step_size = lr / (1 - beta1**t)
         denom = np.sqrt(v) / cast((1 - beta2**t) ** 0.5) + cast(h["eps"])
-        new_params[name] = p - cast(step_size) * (m / denom)
-        new_state[name] = s
+        new_params[name] = np.asarray(p - cast(step_size) * (m / denom))
+        new_state[name] = _arrays(s)
     return new_params, new_state
 
 
@@ -243,8 +251,8 @@ def rmsprop_update(params: dict, grads: dict, state: dict, **hyper):
         if mu > 0:
             buf = cast(mu) * old.get("momentum_buffer", np.zeros_like(p)) + g / denom
             s["momentum_buffer"] = buf
-            new_params[name] = p - cast(h["lr"]) * buf
+            new_params[name] = np.asarray(p - cast(h["lr"]) * buf)
         else:
-            new_params[name] = p - cast(h["lr"]) * (g / denom)
-        new_state[name] = s
+            new_params[name] = np.asarray(p - cast(h["lr"]) * (g / denom))
+        new_state[name] = _arrays(s)
     return new_params, new_state

@@ -185,7 +185,7 @@ def two_outputs_weighted_grads(x, w, weight0, weight1) -> dict:
     weight0 = _checks.floating("weight0", weight0, shape=x.shape)
     weight1 = _checks.floating("weight1", weight1, shape=x.shape)
     _checks.same_dtype(x=x, weight0=weight0, weight1=weight1)
-    return {"x": weight0 * (w + 1) + weight1, "w": weight0 * (x + 2 * w + 1) + 2 * weight1}
+    return {"x": np.asarray(weight0 * (w + 1) + weight1), "w": np.asarray(weight0 * (x + 2 * w + 1) + 2 * weight1)}
 
 
 def _pair(x, w):
@@ -209,5 +209,5 @@ def accumulated_gradients(passes) -> dict:
         for k, v in grads.items():
             v = _checks.floating(f"passes[{i}][{k!r}]", v, shape=total[k].shape, nonempty=False)
             _checks.same_dtype(**{f"passes[0][{k!r}]": total[k], f"passes[{i}][{k!r}]": v})
-            total[k] = total[k] + v
+            total[k] = np.asarray(total[k] + v)  # a 0-d sum is a NumPy scalar
     return total

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from agreement import baselines
-from agreement.gate_report import PROPERTY
+from agreement.gate import baselines
+from agreement.gate.regression import check_case, stale_files
+from agreement.gate.report import PROPERTY
 from agreement.registry import cases
-from agreement.regression import check_case, stale_files
 
 CASES = cases()
 

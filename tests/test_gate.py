@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agreement import baselines, gate, gate_report, regression
+from agreement.gate import baselines, command, regression, report
 from agreement.registry import cases
 
 CASES = {c.name: c for c in cases()}
@@ -242,7 +242,7 @@ def test_interrupted_regeneration_leaves_every_file_whole(tmp_path, monkeypatch)
 
     monkeypatch.setattr(baselines, "measure", measure_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        gate.regenerate(names, tmp_path, out=lambda line: None)
+        command.regenerate(names, tmp_path, out=lambda line: None)
     baselines.load(tmp_path / baselines.filename("mse"))  # rewritten whole
     assert (tmp_path / baselines.filename("bce")).read_bytes() == untouched
 
@@ -250,12 +250,78 @@ def test_interrupted_regeneration_leaves_every_file_whole(tmp_path, monkeypatch)
 def test_regeneration_prints_what_changed(tmp_path):
     edit_baseline(copy_baseline(tmp_path, "mse"), lambda d: d["reference"].__setitem__("loss", 1.0))
     lines = []
-    assert gate.regenerate(["mse"], tmp_path, out=lines.append) == 0
-    assert lines[0] == "mse.tiny.seed0.json:" and any(line.startswith("  loss: max change") for line in lines)
+    assert command.regenerate(["mse"], tmp_path, out=lines.append) == 0
+    assert lines[0] == "mse.tiny.seed0.json:"
+    assert lines[1].startswith("  because DRIFT mse: loss (float64, numpy): baseline 1.0")
+    assert any(line.startswith("  loss: max change") for line in lines)
     lines.clear()
-    gate.regenerate(["mse"], tmp_path, out=lines.append)
-    assert lines == ["mse.tiny.seed0.json:", "  unchanged"]
-    assert gate.regenerate(["no_such_case"], tmp_path, out=lines.append) == 2
+    command.regenerate(["mse"], tmp_path, out=lines.append)
+    assert lines == ["mse.tiny.seed0.json: kept: every value within its drift tolerance and error budget"]
+    assert command.regenerate(["no_such_case"], tmp_path, out=lines.append) == 2
+
+
+def as_if_recorded_elsewhere(doc):
+    """What another machine's recording of the same values looks like: other provenance,
+    the reference one rounding apart, worst errors that differ by noise within the budget."""
+    doc["recorded_with"].update(platform="Linux-another-kernel", blas=[{"internal_api": "openblas",
+                                                                       "version": "0.3.0", "architecture": "Zen"}])
+    grads = doc["reference"]["grads"]
+    grads["W1"] = np.nextafter(np.asarray(grads["W1"]), np.inf).tolist()
+    for whats in doc["worst_errors"].values():
+        for entry in whats.values():
+            entry["ratio"] *= 1.5
+
+
+def test_regeneration_keeps_a_file_whose_values_have_not_moved(tmp_path):
+    """Provenance and noise are no reason to rewrite: the file stays byte for byte, with
+    its own provenance, and the output says so (all 14 files were rewritten before)."""
+    path = copy_baseline(tmp_path)
+    edit_baseline(path, as_if_recorded_elsewhere)
+    before = path.read_bytes()
+    lines = []
+    assert command.regenerate([CASE.name], tmp_path, out=lines.append) == 0
+    assert path.read_bytes() == before
+    assert lines[0] == f"{path.name}: kept: every value within its drift tolerance and error budget"
+    assert any("provenance kept: recorded with blas" in line and "Zen" in line for line in lines[1:])
+
+
+def test_regeneration_rewrites_a_file_whose_values_moved_or_when_forced(tmp_path):
+    path = copy_baseline(tmp_path)
+    edit_baseline(path, as_if_recorded_elsewhere)
+    edit_baseline(path, lambda d: d["reference"]["grads"].__setitem__(
+        "W1", (np.asarray(d["reference"]["grads"]["W1"]) * 1.001).tolist()))
+    lines = []
+    command.regenerate([CASE.name], tmp_path, out=lines.append)
+    assert lines[0] == f"{path.name}:"
+    assert lines[1].startswith("  because DRIFT two_layer_regression: grad W1 (float64, numpy)")
+    assert baselines.load(path)["recorded_with"] == baselines.environment()
+    edit_baseline(path, as_if_recorded_elsewhere)
+    lines.clear()
+    command.regenerate([CASE.name], tmp_path, out=lines.append, force=True)
+    assert lines[0] == f"{path.name}: rewritten (--force)"
+    assert baselines.load(path)["recorded_with"] == baselines.environment()
+
+
+def test_force_needs_regenerate(capsys):
+    with pytest.raises(SystemExit):
+        command.main(["--force"])
+    assert "--force only applies with --regenerate" in capsys.readouterr().err
+
+
+def test_budget_entries_are_keyed_by_structure_not_by_reading_what(monkeypatch):
+    """The worst errors are filed by dtype, device, array and optimizer as measured, so a
+    comparison's ``what`` (free text for people) can say anything."""
+    real = baselines.compare_trajectories
+
+    def renamed(*args, **kwargs):
+        return [dataclasses.replace(c, what=f"step ? of {i}") for i, c in enumerate(real(*args, **kwargs))]
+
+    monkeypatch.setattr(baselines, "compare_trajectories", renamed)
+    m = baselines.measure(CASE)
+    stored = baselines.load(STORED / baselines.filename(CASE.name))["worst_errors"]
+    assert {g: sorted(w) for g, w in m.grouped().items()} == {g: sorted(w) for g, w in stored.items()}
+    steps = {b.name: b.steps for b in m.comparisons}
+    assert steps["sgd trajectory param W1"] == baselines.STEPS and steps["grad W1"] == 1
 
 
 def test_written_file_reads_back_exactly(tmp_path):
@@ -270,23 +336,23 @@ def test_written_file_reads_back_exactly(tmp_path):
 def failing_outcomes():
     result = regression.CaseResult(CASE.name, "baselines/x.json", [regression.Finding(
         "drift", CASE.name, "grad W1", "float64", "numpy", 0.5, 0.5005, 5e-4, 3e-15, "worst element at (0, 1)")])
-    return [gate_report.Outcome("tests.test_baselines::test_x", "failed", "DRIFT ...", result),
-            gate_report.Outcome("tests.test_agreement::test_y", "failed", "line one\nline two"),
-            gate_report.Outcome("tests.test_agreement::test_z", "passed")]
+    return [report.Outcome("tests.test_baselines::test_x", "failed", "DRIFT ...", result),
+            report.Outcome("tests.test_agreement::test_y", "failed", "line one\nline two"),
+            report.Outcome("tests.test_agreement::test_z", "passed")]
 
 
 def test_markdown_names_case_parameter_dtype_device_values():
-    text = gate_report.markdown(failing_outcomes(), 1, "ci")
+    text = report.markdown(failing_outcomes(), 1, "ci")
     assert "❌ failed" in text
     assert "| drift | two_layer_regression | grad W1 | float64 | numpy | 0.5 | 0.5005 | 5.000e-04 | 3.000e-15 |" in text
     assert "tests.test_agreement::test_y" in text and "line two" in text
 
 
 def test_console_summary_and_verdict():
-    text = gate_report.console(failing_outcomes(), 1, ["junit.xml"])
+    text = report.console(failing_outcomes(), 1, ["junit.xml"])
     assert text.startswith("== gradient regression gate: FAILED")
     assert "1 passed, 2 failed" in text
-    assert not gate_report.passed([], 0)  # no results is not a pass
+    assert not report.passed([], 0)  # no results is not a pass
 
 
 # ---------------------------------------------------------------- the command, end to end (subprocess)
@@ -302,9 +368,9 @@ def run_gate(tmp_path, baseline_dir, *pytest_args, monkeypatch):
     summary = tmp_path / "step_summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     reports = tmp_path / "reports"
-    code = gate.main(["--baselines", str(baseline_dir), "--report-dir", str(reports),
+    code = command.main(["--baselines", str(baseline_dir), "--report-dir", str(reports),
                       "--suite", "tests/test_baselines.py", "--", "-q", *pytest_args])
-    return code, gate_report.read_junit(reports / "junit.xml"), (reports / "summary.md").read_text(), summary
+    return code, report.read_junit(reports / "junit.xml"), (reports / "summary.md").read_text(), summary
 
 
 @pytest.mark.slow

@@ -163,6 +163,51 @@ def test_formula_mistakes_are_caught(name, mutation, hyper, case_name, dtype):
     assert not all(r.ok for r in results), f"{mutation} in {name} went unnoticed on {case_name}"
 
 
+# ---------------------------------------------------------------- every hyperparameter, pinned
+# One fixed example per hyperparameter, set away from torch's default, with what it
+# needs to act (dampening and nesterov need momentum; amsgrad a second moment that
+# shrinks, so a fast-forgetting beta2 and a step that cuts the gradient). The drawn
+# hyperparameters reach each of these only when a strategy happens to draw it there.
+PINNED = {
+    "sgd": {"lr": dict(lr=0.05), "momentum": dict(momentum=0.9), "dampening": dict(momentum=0.9, dampening=0.5),
+            "weight_decay": dict(weight_decay=1.0), "nesterov": dict(momentum=0.9, nesterov=True),
+            "maximize": dict(maximize=True)},
+    "adam": {"lr": dict(lr=0.05), "betas": dict(betas=(0.5, 0.9)), "eps": dict(eps=0.1),
+             "weight_decay": dict(weight_decay=1.0), "amsgrad": dict(lr=0.1, betas=(0.9, 0.5), amsgrad=True),
+             "maximize": dict(maximize=True)},
+    "rmsprop": {"lr": dict(lr=0.05), "alpha": dict(alpha=0.5), "eps": dict(eps=0.1),
+                "weight_decay": dict(weight_decay=1.0), "momentum": dict(momentum=0.5), "centered": dict(centered=True),
+                "maximize": dict(maximize=True)},
+}
+PINNED["adamw"] = PINNED["adam"]
+PINNED_STEPS = 5
+
+
+def test_every_optimizer_hyperparameter_is_pinned():
+    assert {name: set(table) for name, table in PINNED.items()} == {
+        name: set(opt.defaults) for name, opt in OPTIMIZERS.items()}
+
+
+@pytest.mark.parametrize("name, key", [(name, key) for name, table in PINNED.items() for key in table],
+                         ids=lambda v: v)
+def test_each_hyperparameter_away_from_its_default_agrees_with_torch(name, key):
+    """Against torch.optim, and a reference that ignored the hyperparameter (kept
+    torch's default) is caught: the example is one where it acts."""
+    opt, case = OPTIMIZERS[name], next(c for c in TRAINABLE if c.name == "linear_regression")
+    example = case.build("tiny", np.float64, 0)
+    defaults = opt.torch_defaults()
+    hyper = {**defaults, **PINNED[name][key]}
+    assert hyper[key] != defaults[key]
+    assert_all(compare_trajectories(case, opt, example, hyper, PINNED_STEPS, np.float64))
+
+    def ignoring(params, grads, state, **h):
+        return opt.update(params, grads, state, **{**h, key: defaults[key]})
+
+    ignored = compare_trajectories(case, dataclasses.replace(opt, update=ignoring), example, hyper, PINNED_STEPS,
+                                   np.float64)
+    assert not all(r.ok for r in ignored), f"{name}: {key}={hyper[key]} made no difference the comparison sees"
+
+
 # ---------------------------------------------------------------- parameters without a gradient
 def _train_with_missing_grads(case, example, opt, hyper, skipped, dtype):
     """torch.optim with ``.grad`` set to None for the parameters in ``skipped[t]`` at step t."""

@@ -222,6 +222,35 @@ def test_report_has_a_section_per_case_without_errors(report):
     assert re.search(r"<td class=\"ok\">[0-9.e+-]+ \(step \d+ ", html), "summary cells carry the verdict ratio"
 
 
+# The smallest settings the report accepts.
+SMALLEST = dict(steps=1, fit_steps=1, slice_points=3, dpi=8, progress=False)
+
+
+@pytest.mark.parametrize("case", cases(), ids=lambda c: c.name)
+def test_every_registered_case_builds_its_section(case, tmp_path, monkeypatch):
+    """What ``python -m agreement.report --small`` builds, for each case of the
+    registry (a new case is covered without editing this test): its training,
+    gradient and view parts all ran, so its section has no error and all three figures.
+
+    Rasterizing the figures is four fifths of the time (7 s of CPU for all cases);
+    it is case-independent matplotlib work, drawn for real by the report built above,
+    so here each figure is only checked to have plotted something."""
+    drawn = []
+
+    def unrasterized(fig, dpi):
+        drawn.append(sum(len(ax.lines) + len(ax.collections) + len(ax.patches) + len(ax.images) for ax in fig.axes))
+        return "data:,"
+
+    monkeypatch.setattr(figures, "data_uri", unrasterized)
+    _, sections = build_report(ReportConfig.small(cases=(case.name,), benchmarks=tmp_path, **SMALLEST))
+    (section,) = sections
+    assert section.name == case.name
+    assert not section.errors, "\n".join(section.errors)
+    assert len(section.figures) == 3 == len(drawn) and all(drawn), [f.title for f in section.figures]
+    assert {"trajectory float32", "trajectory float64", "gradients float32", "gradients float64"} <= set(
+        section.summary), sorted(section.summary)
+
+
 def test_report_reads_the_latest_benchmark_run(report, benchmark_root):
     _, html = report
     assert "newcommit" in html and "oldcommit" not in html

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from agreement import Example, check_gradients
 from agreement import strategies as S
 from agreement.__main__ import main
 from agreement.compare import compare
+from agreement.run import devices
 from agreement.tolerance import Tolerance
 
 
@@ -74,7 +76,27 @@ def test_command_line_table_lists_every_dtype_and_device(capsys):
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("relu ")]
     assert len(rows) == 2 * (1 + torch.cuda.is_available())
-    assert re.search(r"1 cases, .*all agree", out)
+    assert re.search(r"\n1 case, .*all agree", out)
+
+
+@pytest.mark.parametrize("argv0, prog", [("/venv/bin/gradient-agreement", "gradient-agreement"),
+                                         ("/repo/agreement/__main__.py", "python -m agreement")])
+def test_command_line_help_is_plain_text_under_the_name_it_was_run_as(argv0, prog, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [argv0])
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    assert out.startswith(f"usage: {prog} ") and "``" not in out
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_command_line_rejects_a_non_positive_example_count(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--examples", value, "--cases", "relu"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "argument --examples: expected a positive integer" in err and "Traceback" not in err
 
 
 def test_command_line_fails_on_unknown_case(capsys):
@@ -96,7 +118,13 @@ def test_huber_example_agrees():
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     summaries = check_gradients(example.huber_numpy, example.huber_torch, example.huber_inputs, max_examples=10)
-    assert all(s.ok for s in summaries)
+    # check_gradients raises on a disagreement; what it returns must say what was checked
+    assert sorted((s.dtype, s.device) for s in summaries) == sorted(
+        (dtype, device) for dtype in ("float32", "float64") for device in devices())
+    for s in summaries:
+        assert s.case == "huber_numpy" and s.examples == 10, s.line()
+        assert (s.worst.dtype, s.worst.device) == (s.dtype, f"torch-{s.device}"), s.line()
+        assert 0 < s.worst.ratio <= 1, s.line()  # a rounding error was seen, within the tolerance
 
 
 def test_check_gradients_names_a_strategy_that_draws_the_wrong_type():

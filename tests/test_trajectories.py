@@ -3,6 +3,7 @@ compared at every step; a failure names the first step that diverged."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -60,3 +61,33 @@ def test_rounding_spread_is_reused_only_for_the_same_request():
         _last_spread[:] = [None, None]
         fresh = rounding_spread(case, opt, changed[0], changed[1], 3, changed[2])
         np.testing.assert_array_equal(again[0], fresh[0])
+
+
+def _as_numpy_scalars(reference):
+    """``reference`` with every 0-d gradient returned as a NumPy scalar, as NumPy
+    arithmetic on 0-d arrays produces it (np.sum(...) on a 0-d parameter's terms)."""
+
+    def scalars(params, data, **hyper):
+        loss, grads = reference(params, data, **hyper)
+        return loss, {k: g[()] if np.ndim(g) == 0 else g for k, g in grads.items()}
+
+    return scalars
+
+
+@pytest.mark.parametrize("opt", [OPTIMIZERS["sgd"], OPTIMIZERS["adam"]], ids=lambda o: o.name)
+def test_rounding_spread_injects_rounding_into_numpy_scalars(opt):
+    """A 0-d parameter's gradient and state get their rounding injected whether
+    they come as 0-d arrays or as NumPy scalars (a user's reference, or arithmetic
+    on 0-d arrays, produces the latter): the spread is the same either way.
+    The report crashed on scalar_quadratic when the reference returned a scalar."""
+    case = next(c for c in cases() if c.name == "scalar_quadratic")
+    example = case.build("tiny", np.float64, 0)
+    scalar_case = dataclasses.replace(case, reference=_as_numpy_scalars(case.reference))
+    assert type(scalar_case.reference(example.params, example.data)[1]["p"]) is np.float64
+    hyper = dict(opt.defaults, lr=1e-3)
+    _, arrays = rounding_spread(case, opt, example, hyper, 3, np.float32)
+    _, scalars = rounding_spread(scalar_case, opt, example, hyper, 3, np.float32)
+    assert arrays[-1]["p"] > 0
+    for a, s in zip(arrays, scalars, strict=True):
+        np.testing.assert_array_equal(s["p"], a["p"])
+        np.testing.assert_array_equal(s["x"], a["x"])

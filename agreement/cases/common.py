@@ -28,7 +28,7 @@ def linear_init(rng, d_in, d_out, dtype):
             rng.uniform(-bound, bound, (d_out,)).astype(dtype))
 
 
-def soft_labels(dtype, smooth):
+def soft_labels(dtype):
     """Targets in [0, 1]: hard labels 0 and 1 often, soft ones otherwise."""
     return st.sampled_from([0.0, 1.0]) | S.reals(dtype, 1.0, 0.0)
 

@@ -48,6 +48,11 @@ def _values(bound, smooth_bound):
     return lambda dtype, smooth: S.reals(dtype, smooth_bound if smooth else bound)
 
 
+def _targets(dtype, smooth):
+    """Soft labels whether or not the draw is smooth: a target is no kink of the loss."""
+    return soft_labels(dtype)
+
+
 def _pair_builder(pred_fn, target_fn, hyper):
     def build(size, dtype, seed=0):
         rng = seeded(seed)
@@ -71,7 +76,7 @@ register(Case(
 ))
 register(Case(
     name="bce", kind="loss", reference=_loss_reference(losses.bce_loss), twin=tm.bce_probe,
-    inputs=_elementwise_loss_inputs(_probabilities, soft_labels, reduction),
+    inputs=_elementwise_loss_inputs(_probabilities, _targets, reduction),
     build=_pair_builder(lambda r, s: r.uniform(0.2, 0.8, s), lambda r, s: r.integers(0, 2, s),
                         {"reduction": "mean"}),
     tolerance=LOSS, reduction_length=_numel, term_scale=scales.bce,
@@ -79,7 +84,7 @@ register(Case(
 register(Case(
     name="bce_with_logits", kind="loss", reference=_loss_reference(losses.bce_with_logits_loss),
     twin=tm.bce_logits_probe,
-    inputs=_elementwise_loss_inputs(_values(100.0, 4.0), soft_labels, reduction),
+    inputs=_elementwise_loss_inputs(_values(100.0, 4.0), _targets, reduction),
     build=_pair_builder(lambda r, s: 3 * r.standard_normal(s), lambda r, s: r.integers(0, 2, s),
                         {"reduction": "mean"}),
     tolerance=LOSS, reduction_length=_numel, term_scale=scales.bce_with_logits,

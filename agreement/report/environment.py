@@ -10,7 +10,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info
+
+from agreement.environment import blas_libraries
 
 
 def _cpu_model() -> str:
@@ -24,8 +25,7 @@ def _cpu_model() -> str:
 
 
 def _blas() -> str:
-    pools = [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
-             for p in threadpool_info() if p.get("user_api") == "blas"]
+    pools = [f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)" for p in blas_libraries()]
     return ", ".join(pools) or "unknown"
 
 

@@ -2,15 +2,18 @@
 
     python -m agreement.gate                         # run the gate
     python -m agreement.gate -- -n auto              # pytest arguments go after --
-    python -m agreement.gate --regenerate            # re-record every baseline, print what changed
+    python -m agreement.gate --regenerate            # re-record the baselines whose values moved
     python -m agreement.gate --regenerate --case mse # only some cases
+    python -m agreement.gate --regenerate --force    # rewrite them all (re-centres the error budgets)
 
 Running the gate: one pytest run of the Hypothesis agreement suite
 (tests/test_agreement.py) under the ``ci`` profile (derandomized) and of the
 baseline comparison (tests/test_baselines.py); then a console summary,
 ``<report-dir>/junit.xml`` and ``<report-dir>/summary.md`` (also appended to
 ``$GITHUB_STEP_SUMMARY`` when set). The exit status is non-zero when anything
-failed. Baselines are only ever written by ``--regenerate``.
+failed. Baselines are only ever written by ``--regenerate``, and only where a
+value moved beyond what the gate accepts: provenance (versions, platform, BLAS)
+is recorded beside the values, never a reason to rewrite them.
 """
 
 from __future__ import annotations
@@ -27,11 +30,10 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from agreement import baselines, gate_report
+from agreement.gate import baselines, regression, report
 from agreement.registry import cases
-from agreement.regression import stale_files
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: agreement/gate/command.py
 SUITE = ("tests/test_agreement.py", "tests/test_baselines.py")
 DEFAULT_REPORT_DIR = ROOT / "out" / "gate"
 
@@ -47,18 +49,18 @@ def run_gate(report_dir: Path, baseline_dir: Path, profile: str, suite, pytest_a
     print("+", shlex.join(cmd), flush=True)
     code = subprocess.call(cmd, cwd=ROOT, env=env)
     try:
-        outcomes = gate_report.read_junit(junit)
+        outcomes = report.read_junit(junit)
     except (OSError, ET.ParseError) as e:
         print(f"gate: no usable JUnit XML at {junit}: {e}", file=sys.stderr)
         outcomes = []
-    text = gate_report.markdown(outcomes, code, profile)
+    text = report.markdown(outcomes, code, profile)
     summary.write_text(text, encoding="utf-8")
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as f:
             f.write(text)
-    print(gate_report.console(outcomes, code, [junit, summary]))
-    return 0 if gate_report.passed(outcomes, code) else (code or 1)
+    print(report.console(outcomes, code, [junit, summary]))
+    return 0 if report.passed(outcomes, code) else (code or 1)
 
 
 # ---------------------------------------------------------------- regeneration
@@ -103,8 +105,9 @@ def describe_changes(old: dict, new: dict) -> list[str]:
     return lines or ["unchanged"]
 
 
-def regenerate(names, directory: Path, out=print) -> int:
-    """Re-record baselines (all cases, or those named), printing the changes case by case."""
+def regenerate(names, directory: Path, out=print, force: bool = False) -> int:
+    """Re-record baselines (all cases, or those named) whose values moved, printing the
+    changes case by case; ``force``: every one, moved or not."""
     registered = {c.name: c for c in cases()}
     unknown = sorted(set(names) - set(registered))
     if unknown:
@@ -115,41 +118,64 @@ def regenerate(names, directory: Path, out=print) -> int:
     with threadpool_limits(limits=1):
         for case in [registered[n] for n in names] if names else registered.values():
             for seed in baselines.SEEDS:
-                status |= _regenerate_one(case, seed, directory, out)
+                status |= _regenerate_one(case, seed, directory, out, force)
     if not names:
-        for path in stale_files(directory, registered.values()):
+        for path in regression.stale_files(directory, registered.values()):
             path.unlink()
             out(f"{path.name}: removed (no registered case, size and seed reads it)")
     return status
 
 
-def _regenerate_one(case, seed, directory, out) -> int:
+def _moved(case, seed, directory, old, m) -> list[str]:
+    """Why the stored values no longer stand: the gate's findings against them other
+    than torch-vs-NumPy agreement (drift beyond the policy's float64 tolerance, an
+    error beyond its budget, another case, shapes or hyperparameters), and worst
+    errors measured now that it does not hold (a new device or array). Empty when the
+    gate accepts the file as it is, whatever machine recorded it."""
+    result = regression.check_case(case, directory, baselines.SIZE, seed, measurement=m)
+    reasons = [f.report() for f in result.findings if f.kind != "agreement"]
+    return reasons + [f"not recorded yet: {what}" for what in regression.unrecorded(old, m)]
+
+
+def _regenerate_one(case, seed, directory, out, force) -> int:
     path = directory / baselines.filename(case.name, baselines.SIZE, seed)
     try:
         old, problem = baselines.load(path), None
     except baselines.BaselineError as e:
         old, problem = None, e.reason
     m = baselines.measure(case, baselines.SIZE, seed)
-    doc = baselines.record(case, baselines.SIZE, seed, m)
-    try:
-        baselines.write_atomic(path, doc)
-    except ValueError as e:  # a NaN or Inf in the record: nothing written
-        out(f"{path.name}: NOT written: {e}")
-        return 1
-    out(f"{path.name}:")
-    for line in describe_changes(old, doc) if old else [f"new baseline (old one {problem})"]:
-        out(f"  {line}")
-    bad = [c for whats in m.comparisons.values() for c in whats.values() if not c.ok]
+    bad = [c for c in m.comparisons.values() if not c.ok]
+    reasons = _moved(case, seed, directory, old, m) if old is not None and not force else []
+    if old is not None and not force and not reasons:
+        out(f"{path.name}: kept: every value within its drift tolerance and error budget")
+        for note in regression.environment_notes(old["recorded_with"]):
+            out(f"  provenance kept: {note}")
+    else:
+        doc = baselines.record(case, baselines.SIZE, seed, m)
+        try:
+            baselines.write_atomic(path, doc)
+        except ValueError as e:  # a NaN or Inf in the record: nothing written
+            out(f"{path.name}: NOT written: {e}")
+            return 1
+        out(f"{path.name}:" + (" rewritten (--force)" if force and old is not None else ""))
+        for line in [f"because {reason}" for reason in reasons] + (
+                describe_changes(old, doc) if old else [f"new baseline (old one {problem})"]):
+            out(f"  {line}")
     for c in bad:
-        out(f"  WARNING: recorded while torch and NumPy disagree; the gate fails until fixed:\n{c.report()}")
+        out(f"  WARNING: torch and NumPy disagree here; the gate fails until fixed:\n{c.report()}")
     return 1 if bad else 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agreement.gate", description=__doc__.split("\n\n")[0],
                                      epilog="Arguments after -- go to pytest.")
-    parser.add_argument("--regenerate", action="store_true", help="re-record baselines and print what changed")
+    parser.add_argument("--regenerate", action="store_true",
+                        help="re-record the baselines whose values moved beyond what the gate accepts, "
+                             "and print what changed")
     parser.add_argument("--case", action="append", default=[], help="with --regenerate: only this case (repeatable)")
+    parser.add_argument("--force", action="store_true",
+                        help="with --regenerate: rewrite every selected baseline, moved or not "
+                             "(re-centres the error budgets on this machine)")
     parser.add_argument("--baselines", type=Path, default=None, help="baseline directory (default: baselines/)")
     parser.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR, help="where junit.xml and summary.md go")
     parser.add_argument("--profile", default="ci", help="Hypothesis profile for the agreement suite (default: ci)")
@@ -157,13 +183,10 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     pytest_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
-    if args.case and not args.regenerate:
-        parser.error("--case only applies with --regenerate")
+    for option, given in (("--case", args.case), ("--force", args.force)):
+        if given and not args.regenerate:
+            parser.error(f"{option} only applies with --regenerate")
     directory = args.baselines or baselines.directory()
     if args.regenerate:
-        return regenerate(args.case, directory)
+        return regenerate(args.case, directory, force=args.force)
     return run_gate(args.report_dir, directory, args.profile, args.suite, pytest_args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

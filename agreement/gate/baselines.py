@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info
 
 from agreement.compare import Comparison
+from agreement.environment import blas_libraries
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case, Example
 from agreement.run import devices, evaluate, expected
-from agreement.trajectory import compare_trajectories, reference_trajectory
+from agreement.trajectory import compare_trajectories, judged_arrays, reference_trajectory
 
 FORMAT = "gradient-agreement-baseline"
 FORMAT_VERSION = 1
@@ -60,7 +60,7 @@ class BaselineError(Exception):
 def directory() -> Path:
     """``$GRADIENT_BASELINES`` if set, else ``baselines/`` at the repository root."""
     env = os.environ.get(ENV_DIRECTORY)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "baselines"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "baselines"
 
 
 def filename(case_name: str, size: str = SIZE, seed: int = 0) -> str:
@@ -68,6 +68,42 @@ def filename(case_name: str, size: str = SIZE, seed: int = 0) -> str:
 
 
 # ---------------------------------------------------------------- measuring
+@dataclass(frozen=True)
+class Budgeted:
+    """What one worst error is of: a dtype and device, and an array ("loss", "grad W")
+    of one evaluation, or ("loss", "param W") of an ``optimizer``'s trajectory, where
+    it is per optimizer and array, not per step, so that it stays comparable when the
+    step it occurs at moves. In the file it is ``worst_errors[group][name]``."""
+
+    dtype: str
+    device: str
+    array: str
+    optimizer: str | None = None
+
+    @property
+    def group(self) -> str:
+        return f"{self.dtype}/{self.device}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.optimizer} trajectory {self.array}" if self.optimizer else self.array
+
+    @property
+    def steps(self) -> int:
+        """Evaluations the result's rounding accumulates over (the budget's floor scales with it)."""
+        return STEPS if self.optimizer else 1
+
+
+def budget_groups(dtypes=DTYPES) -> dict:
+    """Every (dtype, device) a baseline can hold worst errors for, by its name in the
+    file: torch on each device torch knows, and NumPy below float64."""
+    groups = {}
+    for dtype in (np.dtype(d).name for d in dtypes):
+        for device in ("torch-cpu", "torch-cuda", *(("numpy",) if dtype != "float64" else ())):
+            groups[f"{dtype}/{device}"] = (dtype, device)
+    return groups
+
+
 @dataclass
 class Measurement:
     """Everything a baseline records, computed now for one case, size and seed."""
@@ -76,18 +112,14 @@ class Measurement:
     loss: float | None
     grads: dict
     trajectories: dict  # optimizer -> {"hyper", "losses" (steps,), "params" {name: (steps, ...)}}
-    comparisons: dict = field(default_factory=dict)  # "float32/torch-cpu" -> {what: Comparison}
+    comparisons: dict = field(default_factory=dict)  # Budgeted -> Comparison
 
-
-def budget_key(c: Comparison) -> str:
-    return f"{c.dtype}/{c.device}"
-
-
-def _trajectory_what(c: Comparison) -> str:
-    """Trajectory comparisons name their step ("sgd step 4 param W"); the budget entry
-    is per optimizer and array ("sgd trajectory param W"), comparable if the step moves."""
-    opt_name, _, _, array = c.what.split(" ", 3)
-    return f"{opt_name} trajectory {array}"
+    def grouped(self) -> dict:
+        """The comparisons as the file holds their worst errors: {group: {name: Comparison}}."""
+        out: dict = {}
+        for b, c in sorted(self.comparisons.items(), key=lambda item: (item[0].group, item[0].name)):
+            out.setdefault(b.group, {})[b.name] = c
+        return out
 
 
 def measure(case: Case, size: str = SIZE, seed: int = 0) -> Measurement:
@@ -104,12 +136,13 @@ def measure(case: Case, size: str = SIZE, seed: int = 0) -> Measurement:
     for dtype in DTYPES:
         for device in devices():
             for c in evaluate(case, example, dtype, device):
-                m.comparisons.setdefault(budget_key(c), {})[c.what] = c
+                m.comparisons[Budgeted(c.dtype, c.device, c.what)] = c
             if case.trainable:
                 for opt in OPTIMIZERS.values():
-                    for c in compare_trajectories(case, opt, example, opt.defaults, STEPS, dtype, device):
-                        c = dataclasses.replace(c, what=f"{opt.name} {c.what}")
-                        m.comparisons.setdefault(budget_key(c), {})[_trajectory_what(c)] = c
+                    judged = compare_trajectories(case, opt, example, opt.defaults, STEPS, dtype, device)
+                    for (array, _), c in zip(judged_arrays(example.params), judged, strict=True):
+                        m.comparisons[Budgeted(c.dtype, c.device, array, opt.name)] = dataclasses.replace(
+                            c, what=f"{opt.name} {c.what}")
     return m
 
 
@@ -120,8 +153,8 @@ def comparison_scale(c: Comparison) -> float:
 
 
 def environment() -> dict:
-    blas = [{k: lib.get(k) for k in ("internal_api", "version", "architecture")}
-            for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    """Provenance: what the values were recorded with (never a reason to rewrite them)."""
+    blas = [{k: lib[k] for k in ("internal_api", "version", "architecture")} for lib in blas_libraries()]
     return {"numpy": np.__version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "machine": platform.machine(), "blas": blas,
             "devices": devices()}
@@ -141,9 +174,9 @@ def record(case: Case, size: str = SIZE, seed: int = 0, m: Measurement | None = 
         "trajectories": {name: {"hyper": t["hyper"], "steps": STEPS, "losses": t["losses"].tolist(),
                                 "params": {k: v.tolist() for k, v in sorted(t["params"].items())}}
                          for name, t in m.trajectories.items()},
-        "worst_errors": {key: {what: {"ratio": c.ratio, "abs_err": c.abs_err, "scale": comparison_scale(c)}
-                               for what, c in sorted(whats.items())}
-                         for key, whats in sorted(m.comparisons.items())},
+        "worst_errors": {group: {name: {"ratio": c.ratio, "abs_err": c.abs_err, "scale": comparison_scale(c)}
+                                 for name, c in whats.items()}
+                         for group, whats in m.grouped().items()},
     }
 
 

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from agreement import baselines
 from agreement.compare import compare
+from agreement.gate import baselines
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case
 from agreement.run import devices, term_scales
@@ -93,7 +93,10 @@ class CaseResult:
         return cls(d["case"], d["path"], [Finding(**f) for f in d["findings"]], d["notes"], d["headroom"])
 
 
-def check_case(case: Case, directory=None, size: str = baselines.SIZE, seed: int = 0) -> CaseResult:
+def check_case(case: Case, directory=None, size: str = baselines.SIZE, seed: int = 0,
+               measurement: baselines.Measurement | None = None) -> CaseResult:
+    """The gate's verdict on one case against its stored baseline. ``measurement``:
+    the case measured now, when the caller has it (``--regenerate`` does)."""
     path = (directory or baselines.directory()) / baselines.filename(case.name, size, seed)
     result = CaseResult(case.name, str(path))
     try:
@@ -104,11 +107,18 @@ def check_case(case: Case, directory=None, size: str = baselines.SIZE, seed: int
     result.findings += _identity(case, doc, case.build(size, np.float64, seed), size, seed, path)
     if result.findings:
         return result  # a baseline of something else: comparing its numbers would only add noise
-    m = baselines.measure(case, size, seed)
+    m = measurement or baselines.measure(case, size, seed)
     result.findings += _drift(case, doc, m, path) + _agreement(m) + _budget(case, doc, m, result)
     result.findings.sort(key=lambda f: KINDS.index(f.kind))
-    result.notes += _environment_notes(doc["recorded_with"])
+    result.notes += environment_notes(doc["recorded_with"])
     return result
+
+
+def unrecorded(doc: dict, m: baselines.Measurement) -> list:
+    """The worst errors measured now that the baseline does not hold (a device it was
+    not recorded on, a new array): recording them is a change of values."""
+    recorded = doc["worst_errors"]
+    return sorted(b.name + f" ({b.group})" for b in m.comparisons if b.name not in recorded.get(b.group, {}))
 
 
 def _as_stored(value):
@@ -148,7 +158,7 @@ def _finding(kind: str, c, what: str | None = None, recorded_is_actual: bool = F
 
 
 def _agreement(m) -> list:
-    return [_finding("agreement", c) for whats in m.comparisons.values() for c in whats.values() if not c.ok]
+    return [_finding("agreement", c) for whats in m.grouped().values() for c in whats.values() if not c.ok]
 
 
 def _drift_one(case, what, current, recorded, tol, path):
@@ -216,46 +226,54 @@ def budget_limits(recorded_ratio: float, dtype, scale: float, steps: int = 1) ->
     return recorded_ratio * (1 + MARGIN), FLOOR_ULPS * steps * float(np.finfo(dtype).eps) * scale
 
 
-def _optional(key: str) -> bool:
-    """Budgets for devices absent on one side (e.g. CUDA) are notes, not failures."""
-    return not (key.endswith("/torch-cpu") or key.endswith("/numpy"))
+REQUIRED_DEVICES = ("torch-cpu", "numpy")  # every machine has them; other devices' budgets are notes
 
 
 def _budget(case, doc, m, result) -> list:
+    """Each worst error measured now against its recorded budget. Measured and recorded
+    are matched by the structured ``baselines.Budgeted`` of the measurement; a recorded
+    group is recognised among ``baselines.budget_groups()`` by its name in the file."""
     out, recorded_all = [], doc["worst_errors"]
-    for key in sorted(set(m.comparisons) | set(recorded_all)):
-        dtype, device = key.split("/", 1)
-        if key not in recorded_all or key not in m.comparisons:
-            message = (f"no recorded worst errors for {key}" if key not in recorded_all
-                       else f"{key} recorded but not measured here (devices now: {devices()})")
-            if _optional(key):
-                result.notes.append(message)
-            else:
+    measured: dict = {}
+    for b, c in m.comparisons.items():
+        measured.setdefault((b.dtype, b.device), {})[b.name] = (b, c)
+    known = baselines.budget_groups()
+    for group in sorted(set(recorded_all) - set(known)):
+        out.append(Finding("baseline", case.name, "worst errors", "-", "-",
+                           detail=f"unknown group {group!r}; known: {sorted(known)}: regenerate"))
+    for group, (dtype, device) in sorted(known.items()):
+        current, recorded = measured.get((dtype, device)), recorded_all.get(group)
+        if current is None or recorded is None:
+            if current is None and recorded is None:
+                continue
+            message = (f"no recorded worst errors for {group}" if recorded is None
+                       else f"{group} recorded but not measured here (devices now: {devices()})")
+            if device in REQUIRED_DEVICES:
                 out.append(Finding("baseline", case.name, "worst errors", dtype, device, detail=message))
+            else:
+                result.notes.append(message)
             continue
-        current, recorded = m.comparisons[key], recorded_all[key]
-        result.headroom[key] = [max((e["ratio"] for e in recorded.values()), default=0.0),
-                                max((c.ratio for c in current.values()), default=0.0)]
-        for what in sorted(set(current) | set(recorded)):
-            if what not in current or what not in recorded:
-                out.append(Finding("baseline", case.name, what, dtype, device,
-                                   detail=f"worst error {'recorded' if what in recorded else 'measured'} only: "
+        result.headroom[group] = [max((e["ratio"] for e in recorded.values()), default=0.0),
+                                  max((c.ratio for _, c in current.values()), default=0.0)]
+        for name in sorted(set(current) | set(recorded)):
+            if name not in current or name not in recorded:
+                out.append(Finding("baseline", case.name, name, dtype, device,
+                                   detail=f"worst error {'recorded' if name in recorded else 'measured'} only: "
                                           "regenerate"))
                 continue
-            c, entry = current[what], recorded[what]
+            (b, c), entry = current[name], recorded[name]
             if not c.ok:
                 continue  # reported as an agreement finding already
-            steps = baselines.STEPS if " trajectory " in what else 1
-            allowed, floor = budget_limits(entry["ratio"], dtype, baselines.comparison_scale(c), steps)
+            allowed, floor = budget_limits(entry["ratio"], dtype, baselines.comparison_scale(c), b.steps)
             if c.ratio > allowed and c.abs_err > floor:
-                out.append(Finding("budget", case.name, what, dtype, device, entry["ratio"], c.ratio, c.abs_err,
+                out.append(Finding("budget", case.name, name, dtype, device, entry["ratio"], c.ratio, c.abs_err,
                                    allowed, f"abs error {c.abs_err:.3e} (recorded {entry['abs_err']:.3e}) is above "
-                                            f"the floor {floor:.3e} ({FLOOR_ULPS * steps} ulps of scale "
+                                            f"the floor {floor:.3e} ({FLOOR_ULPS * b.steps} ulps of scale "
                                             f"{baselines.comparison_scale(c):.3g})"))
     return out
 
 
-def _environment_notes(recorded: dict) -> list:
+def environment_notes(recorded: dict) -> list:
     now = baselines.environment()
     return [f"recorded with {k} {recorded.get(k)}, running {now[k]}"
             for k in ("numpy", "torch", "python", "machine", "blas") if recorded.get(k) != now[k]]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agreement.regression import CaseResult
+from agreement.gate.regression import CaseResult
 
 PROPERTY = "gate_result"
 COLUMNS = ("kind", "case", "array", "dtype", "device", "baseline", "current", "error", "tolerance")
