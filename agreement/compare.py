@@ -101,7 +101,7 @@ def compare(actual, expected, tol: Tolerance, *, case: str, what: str, dtype: st
         ratios = np.where(err == 0, 0.0, err / np.where(allowed > 0, allowed, np.inf))
         ratios = np.where((err > 0) & (allowed == 0), np.inf, ratios)
     flat = int(np.argmax(ratios)) if ratios.size else 0
-    index = np.unravel_index(flat, expected.shape) if expected.ndim else ()
+    index = np.unravel_index(flat, expected.shape) if expected.ndim and expected.size else ()
     worst_err = float(err[index]) if err.size else 0.0
     denom = abs(float(expected[index])) if expected.size else 0.0
     return Comparison(

@@ -226,13 +226,18 @@ def nudge(example: Example, eta: float, seed: int) -> tuple[Example, Example]:
 
 
 def _extended_error(low, high):
-    """|float64 result - long double result|, formed in long double."""
+    """|float64 result - long double result|, formed in long double. Past sqrt(u) of the
+    value the two took different branches rather than rounded differently (sigmoid +
+    BCE at z = 38: float64 rounds p to 1 and clamps the log at -100, long double
+    gives 38): no information about rounding."""
     low, high = np.asarray(low), np.asarray(high)
     if low.shape != high.shape or high.dtype != np.longdouble:
         return None  # the function did not compute in long double: no information
     with np.errstate(invalid="ignore", over="ignore"):
-        err = np.abs(low.astype(np.longdouble) - high).astype(np.float64)
-    return np.where(np.isfinite(err), err, np.nan)
+        err = np.abs(low.astype(np.longdouble) - high)
+        rounding = err <= np.sqrt(unit_roundoff(np.float64)) * np.abs(high)
+        err = err.astype(np.float64)
+    return np.where(np.isfinite(err) & rounding, err, np.nan)
 
 
 def _second_difference(plus, minus, base):

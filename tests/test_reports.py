@@ -31,6 +31,12 @@ def test_report_names_everything_needed_to_act():
         assert needle in report, needle
 
 
+def test_an_empty_array_compares_as_agreeing():
+    c = compare(np.zeros((0, 2)), np.zeros((0, 2)), Tolerance(1e-3, 1e-3), case="c", what="w", dtype="float64",
+                device="numpy")
+    assert c.ok and c.ratio == 0 and c.shape == (0, 2)
+
+
 def test_nan_against_finite_is_an_infinite_error():
     c = compare(np.array([np.nan]), np.array([1.0]), Tolerance(1e-3, 1e-3), case="c", what="w", dtype="float64",
                 device="numpy")
