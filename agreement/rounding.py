@@ -34,12 +34,14 @@ while float32 drops y z = 2.3e-8 whole). So the harness takes samples of two
 kinds, with independent roundings:
 
 * in M, scaled: each side at the input itself (cast to M), NumPy also at the
-  input with its parameters shrunk towards 0 by eta = 2^-20, 2^-14 and 2^-8
+  input with its parameters shrunk towards 0 by eta = 2^-18 and 2^-9
   relative, and torch at 2^-12 where M is the compared dtype: every
   intermediate that depends on the parameters rounds afresh, while signs, exact
   zeros and ties are kept (one factor per distinct value) and the local
-  amplification barely changes. Each is compared with float64 at the same
-  input, so the move itself is not counted as error;
+  amplification barely changes. The shrunk ones are compared with float64 at
+  the same shrunk input, so the move itself is not counted as error; the ones
+  at the input with float64 at the input, so they include the rounding of the
+  input to M, which is of the size of a first rounding step;
 * in float64 comparisons, NumPy against itself in long double where the
   platform has an extended one (x86's 80-bit, for parameters of up to
   ``EXTENDED_MAX_SIZE`` elements): the float64 error itself, including roundings
@@ -69,7 +71,7 @@ comparable roundings; one dominant rounding is no worse), the judged difference
 of two sides has standard deviation sqrt(2) sigma, and the chance that all R
 samples fall below 1/S of it is about E|Z|^R (0.8 sqrt(2) / S)^R: 5e-8 per
 element for R = 5 and S = 32, smaller for more samples (each side is judged by
-at least 6).
+at least 5).
 
 A non-finite sample (overflow in M), a subnormal one (its precision is below
 u_M) or a run that raised (a user function that refuses float32) is no
@@ -96,7 +98,7 @@ from agreement.registry import Example
 from agreement.tolerance import unit_roundoff
 
 MEASURED_SAFETY = 32.0
-NUMPY_SHRINKS = (2.0**-20, 2.0**-14, 2.0**-8)
+NUMPY_SHRINKS = (2.0**-18, 2.0**-9)
 # x86's 80-bit long double (64-bit mantissa); elsewhere it is float64 and measures nothing
 EXTENDED = np.finfo(np.longdouble).nmant >= 63
 EXTENDED_MAX_SIZE = 1 << 14  # long double has no BLAS: a (1000, 1000) product would take seconds
@@ -193,9 +195,7 @@ def _error(low, high, mdtype, scale: float):
 
 
 def _quiet(fn, *args):
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        return fn(*args)
+    return fn(*args)  # measure() silences warnings once around all its runs
 
 
 def nudge(example: Example, eta: float, seed: int) -> tuple[Example, Example]:
@@ -252,15 +252,22 @@ def _second_difference(plus, minus, base):
     return np.where(np.isfinite(out), out, np.nan)
 
 
-def measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype, *, numpy_own=None,
-            torch_own=None, torch64=None) -> Measurement:
+def measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype, **given) -> Measurement:
+    """Samples of each side's rounding in ``dtype`` (``_measure``), with the runs' warnings silenced."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return _measure(numpy_call, torch_call, example, dtype, **given)
+
+
+def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype, *, numpy_own=None,
+             numpy64=None, torch_own=None, torch64=None) -> Measurement:
     """Samples of each side's rounding in ``dtype`` (module docstring).
 
     ``numpy_call(example) -> (loss, grads)`` runs the NumPy function in the
     example's dtype; ``torch_call(example, dtype) -> (loss, grads)`` runs the torch
     function in ``dtype``. ``numpy_own``/``torch_own``: the judged evaluations in
-    ``dtype`` when the caller has them (reused; the ones in the measurement
-    precision are marked own); ``torch64``: torch in float64 at the example.
+    ``dtype`` when the caller has them (reused; NumPy's in the measurement
+    precision is marked own); ``numpy64``/``torch64``: each in float64 at the example.
     """
     dtype = np.dtype(dtype)
     mdtype = measurement_dtype(dtype)
@@ -299,8 +306,8 @@ def measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype,
 
     # in the measurement precision, scaled
     add("numpy", f"at the input in {mdtype.name}", own_m,
-        lambda: ((numpy_d() if own_m else _quiet(numpy_call, at_m)), _quiet(numpy_call, at_m.astype(np.float64))),
-        lower)
+        lambda: (numpy_d() if own_m else _quiet(numpy_call, at_m),
+                 numpy64 if numpy64 is not None else _quiet(numpy_call, example.astype(np.float64))), lower)
     for i, eta in enumerate(NUMPY_SHRINKS):
         moved = shrink(at_m, eta, seed=i)
         add("numpy", f"with parameters shrunk by {eta:.0e}", False,

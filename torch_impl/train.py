@@ -28,7 +28,13 @@ def build(make_module, params: dict, hyper: dict, device, dtype):
 
 def loss_and_grads(make_module, params, data, hyper, device="cpu", dtype=torch.float64):
     """Loss and reference-layout gradients by autograd."""
-    module = build(make_module, params, hyper, device, dtype)
+    return loss_and_grads_of(build(make_module, params, hyper, device, dtype), params, data, device, dtype)
+
+
+def loss_and_grads_of(module, params, data, device="cpu", dtype=torch.float64):
+    """The same with an already built ``module``, loaded with ``params`` first."""
+    layout.load(module, params)
+    module.zero_grad(set_to_none=True)
     loss = module(**to_device(data, device, dtype))
     loss.backward()
     return loss.detach().cpu().numpy(), layout.export(module, "grad")
