@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from drawing import draws
 from hypothesis import strategies as st
 
 from agreement.strategies import (
@@ -25,21 +25,6 @@ from agreement.strategies import (
 )
 
 DTYPES = [np.float32, np.float64]
-
-
-def draws(strategy, n: int = 200) -> list:
-    """``n`` values of ``strategy`` (fewer if Hypothesis runs out of distinct ones)."""
-    seen = []
-
-    # Generation only: no explicit examples, no database replay, no shrinking.
-    @settings(max_examples=n, derandomize=True, database=None, phases=[Phase.generate], deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(strategy)
-    def collect(value):
-        seen.append(value)
-
-    collect()
-    return seen
 
 
 def share(values: list, predicate) -> float:

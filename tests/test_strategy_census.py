@@ -13,26 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from drawing import draws
 
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import cases
 
 # per strategy: a case's draw costs about 7 ms, an optimizer's hyperparameters well under 1 ms
-CASE_DRAWS, OPTIMIZER_DRAWS = 30, 80
-
-
-def census(strategy, draws: int) -> list:
-    drawn = []
-
-    @settings(max_examples=draws, phases=[Phase.generate], derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(strategy)
-    def collect(value):
-        drawn.append(value)
-
-    collect()
-    return drawn
+CASE_DRAWS, OPTIMIZER_DRAWS = 30, 200
 
 
 def _floats(example) -> list[np.ndarray]:
@@ -62,7 +49,7 @@ def _count(drawn, what) -> int:
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: c.name)
 def test_case_strategy_draws_zeros_ties_and_hyperparameters_away_from_defaults(case):
-    drawn = census(case.inputs(np.float64), CASE_DRAWS)
+    drawn = draws(case.inputs(np.float64), CASE_DRAWS)
     found = {"exact zero": _count(drawn, _has_zero), "tie": _count(drawn, _has_tie)}
     if "upstream" in case.build("tiny", np.float64, 0).data:
         found["upstream not all ones"] = _count(drawn, _upstream_not_ones)
@@ -101,7 +88,7 @@ def test_every_optimizer_has_its_far_ranges_here():
 
 @pytest.mark.parametrize("opt", OPTIMIZERS.values(), ids=lambda o: o.name)
 def test_optimizer_strategy_draws_each_hyperparameter_away_from_its_default_and_to_its_far_end(opt):
-    drawn = census(opt.hyper(np.float64), OPTIMIZER_DRAWS)
+    drawn = draws(opt.hyper(np.float64), OPTIMIZER_DRAWS)
     defaults = opt.torch_defaults()
     found = {f"{key} != {default!r}": _count(drawn, lambda h, key=key, default=default: h[key] != default)
              for key, default in defaults.items()}
