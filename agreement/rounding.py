@@ -34,7 +34,7 @@ while float32 drops y z = 2.3e-8 whole). So the harness takes samples of two
 kinds, with independent roundings:
 
 * in M, scaled: each side at the input itself (cast to M), NumPy also at the
-  input with its parameters shrunk towards 0 by eta = 2^-18 and 2^-9
+  input with its parameters shrunk towards 0 by eta = 2^-20, 2^-14 and 2^-8
   relative, and torch at 2^-12 where M is the compared dtype: every
   intermediate that depends on the parameters rounds afresh, while signs, exact
   zeros and ties are kept (one factor per distinct value) and the local
@@ -98,7 +98,7 @@ from agreement.registry import Example
 from agreement.tolerance import unit_roundoff
 
 MEASURED_SAFETY = 32.0
-NUMPY_SHRINKS = (2.0**-18, 2.0**-9)
+NUMPY_SHRINKS = (2.0**-20, 2.0**-14, 2.0**-8)
 # x86's 80-bit long double (64-bit mantissa); elsewhere it is float64 and measures nothing
 EXTENDED = np.finfo(np.longdouble).nmant >= 63
 EXTENDED_MAX_SIZE = 1 << 14  # long double has no BLAS: a (1000, 1000) product would take seconds
@@ -333,7 +333,22 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
         add("torch", f"with parameters shrunk by {TORCH_SHRINK:.0e}", False,
             lambda: (_quiet(torch_call, moved, mdtype), _quiet(torch_call, moved, np.float64)), lower)
     else:
-        add("torch", f"noise over inputs {eta:.0e} apart in {dtype.name}", False,
-            lambda: (_quiet(torch_call, plus, dtype), _quiet(torch_call, minus, dtype), torch_d()),
-            _second_difference)
+        # Inputs outside M's normal range (1e-79 underflows float32) leave the M samples
+        # without information; a second noise direction keeps torch at two samples.
+        directions = [(plus, minus)] + ([nudge(example, eta, seed=len(NUMPY_SHRINKS) + 2)]
+                                        if not fits(example, mdtype) else [])
+        for i, (p, m) in enumerate(directions):
+            add("torch", f"noise over inputs {eta:.0e} apart in {dtype.name}" + f" ({i + 1})" * (i > 0), False,
+                lambda p=p, m=m: (_quiet(torch_call, p, dtype), _quiet(torch_call, m, dtype), torch_d()),
+                _second_difference)
     return Measurement(samples, unavailable)
+
+
+def fits(example: Example, dtype) -> bool:
+    """Whether every non-zero float input is a normal number of ``dtype``."""
+    info = np.finfo(dtype)
+    for v in (*example.params.values(), *example.data.values()):
+        v = np.abs(np.asarray(v, np.float64))
+        if v.dtype.kind == "f" and np.any((v != 0) & ((v < info.smallest_normal) | (v > info.max))):
+            return False
+    return True
