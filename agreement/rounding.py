@@ -101,6 +101,7 @@ MEASURED_SAFETY = 32.0
 NUMPY_SHRINKS = (2.0**-20, 2.0**-14, 2.0**-8)
 # x86's 80-bit long double (64-bit mantissa); elsewhere it is float64 and measures nothing
 EXTENDED = np.finfo(np.longdouble).nmant >= 63
+BRANCH = 2.0**-10  # a relative difference from long double past which float64 took another branch
 EXTENDED_MAX_SIZE = 1 << 14  # long double has no BLAS: a (1000, 1000) product would take seconds
 TORCH_SHRINK = 2.0**-12  # torch's shrunk sample where M is the compared dtype
 NOISE_STEP_ULPS = 256  # the noise samples' step, in ulps of the compared dtype
@@ -226,16 +227,18 @@ def nudge(example: Example, eta: float, seed: int) -> tuple[Example, Example]:
 
 
 def _extended_error(low, high):
-    """|float64 result - long double result|, formed in long double. Past sqrt(u) of the
+    """|float64 result - long double result|, formed in long double. Past 2^-10 of the
     value the two took different branches rather than rounded differently (sigmoid +
     BCE at z = 38: float64 rounds p to 1 and clamps the log at -100, long double
-    gives 38): no information about rounding."""
+    gives 38): no information about rounding. Cancellation alone reaches 1e-7 (GELU's
+    1 + tanh at x = -6 amplifies float64's rounding 1e9-fold), and up to 2^-10 it is
+    an amplification of 2^43."""
     low, high = np.asarray(low), np.asarray(high)
     if low.shape != high.shape or high.dtype != np.longdouble:
         return None  # the function did not compute in long double: no information
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs(low.astype(np.longdouble) - high)
-        rounding = err <= np.sqrt(unit_roundoff(np.float64)) * np.abs(high)
+        rounding = err <= BRANCH * np.abs(high)
         err = err.astype(np.float64)
     return np.where(np.isfinite(err) & rounding, err, np.nan)
 
