@@ -125,6 +125,14 @@ def _numpy_side(numpy_fn, label: str, caught: _Warnings):
                 raise _user_error(f"{label}: your NumPy function", None,
                                   f"returned grad {k} of shape {np.shape(g)}; the parameter {k} has shape "
                                   f"{np.shape(params[k])}")
+            kind, given = np.asarray(g).dtype, np.asarray(params[k]).dtype
+            if kind.kind != "f":
+                raise _user_error(f"{label}: your NumPy function", None,
+                                  f"returned grad {k} of dtype {kind}; gradients are floating arrays")
+            if given == np.float32 and kind != given:
+                # not wrong, but then "NumPy in float32" measures float64 code: say so once per key
+                caught.counts[f"note: your NumPy returned grad {k} in {kind} for float32 inputs (it computes in "
+                              f"{kind}; a NumPy float64 scalar such as np.sqrt(d) promotes float32 arrays)"] += 1
         return loss, {k: np.asarray(g) for k, g in grads.items()}
 
     return reference

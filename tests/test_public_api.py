@@ -232,6 +232,23 @@ def test_seeds_draw_different_reproducible_examples():
     assert seen[1] != seen[2]
 
 
+def test_a_numpy_side_that_upcasts_float32_is_noted_and_integer_gradients_refused():
+    def upcasting(params, data):
+        loss, grads = dense_numpy(params, data)
+        return loss, {k: g * np.sqrt(1.0) for k, g in grads.items()}  # np.float64 scalar: float32 -> float64
+
+    summaries = check_gradients(upcasting, dense_torch, [fixed_dense()], devices=["cpu"])
+    float32 = next(s for s in summaries if s.dtype == "float32")
+    assert any("returned grad W in float64 for float32 inputs" in k for k in float32.warnings)
+
+    def integer(params, data):
+        loss, grads = dense_numpy(params, data)
+        return loss, {**grads, "b": grads["b"].astype(int)}
+
+    with pytest.raises(AssertionError, match="returned grad b of dtype int64; gradients are floating arrays"):
+        assert_gradients_close(integer, dense_torch, fixed_dense())
+
+
 def test_bad_arguments_name_the_argument():
     with pytest.raises(TypeError, match="torch_fn must be a function"):
         check_gradients(dense_numpy, "dense", dense_inputs)
