@@ -226,19 +226,19 @@ def nudge(example: Example, eta: float, seed: int) -> tuple[Example, Example]:
     return Example(p_plus, d_plus, example.hyper), Example(p_minus, d_minus, example.hyper)
 
 
-def _extended_error(low, high):
+def _extended_error(low, high, scale: float):
     """|float64 result - long double result|, formed in long double. Past 2^-10 of the
-    value the two took different branches rather than rounded differently (sigmoid +
-    BCE at z = 38: float64 rounds p to 1 and clamps the log at -100, long double
-    gives 38): no information about rounding. Cancellation alone reaches 1e-7 (GELU's
-    1 + tanh at x = -6 amplifies float64's rounding 1e9-fold), and up to 2^-10 it is
-    an amplification of 2^43."""
+    larger of the value and ``scale`` (the inputs' magnitude, standing for the terms) the
+    two took different branches rather than rounded differently (sigmoid + BCE at
+    z = 38: float64 rounds p to 1 and clamps the log at -100, long double gives 38):
+    no information about rounding. Relative to the value alone, cancellation makes
+    rounding look like a branch (tanh'(17.6) = 7e-15 is 7% off in float64)."""
     low, high = np.asarray(low), np.asarray(high)
     if low.shape != high.shape or high.dtype != np.longdouble:
         return None  # the function did not compute in long double: no information
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs(low.astype(np.longdouble) - high)
-        rounding = err <= BRANCH * np.abs(high)
+        rounding = err <= BRANCH * np.maximum(np.abs(high), scale)
         err = err.astype(np.float64)
     return np.where(np.isfinite(err) & rounding, err, np.nan)
 
@@ -322,7 +322,8 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
     # against NumPy in long double, where the platform has one: the float64 error itself
     if dtype == np.float64 and EXTENDED and max(np.size(v) for v in example.params.values()) <= EXTENDED_MAX_SIZE:
         add("numpy", "against long double", False,
-            lambda: (numpy_d(), _quiet(numpy_call, example.astype(np.longdouble))), _extended_error)
+            lambda: (numpy_d(), _quiet(numpy_call, example.astype(np.longdouble))),
+            lambda low, high: _extended_error(low, high, input_magnitude(example)))
 
     # in the compared precision itself: noise between nearby inputs. In float32 (M is the
     # compared dtype) torch is sampled at a shrunk input instead: noise cannot see an error
@@ -345,6 +346,14 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
                 lambda p=p, m=m: (_quiet(torch_call, p, dtype), _quiet(torch_call, m, dtype), torch_d()),
                 _second_difference)
     return Measurement(samples, unavailable)
+
+
+def input_magnitude(example: Example) -> float:
+    """The largest finite |value| among the example's float inputs: where nothing better is
+    known, the magnitude of the terms a result is formed from."""
+    values = [np.abs(np.asarray(v, np.float64)) for v in (*example.params.values(), *example.data.values())
+              if np.asarray(v).dtype.kind == "f" and np.size(v)]
+    return max((float(np.max(v[np.isfinite(v)], initial=0.0)) for v in values), default=0.0)
 
 
 def fits(example: Example, dtype) -> bool:

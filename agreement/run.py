@@ -7,7 +7,7 @@ import torch
 
 from agreement.compare import Comparison, compare
 from agreement.registry import Case, Example
-from agreement.rounding import Measurement, measure
+from agreement.rounding import Measurement, input_magnitude, measure
 from agreement.tolerance import Tolerance, tolerance
 from torch_impl import train
 
@@ -58,9 +58,7 @@ def _compare_side(case, example, side: str, loss, grads, exp_loss, exp_grads, dt
     context = {"shapes": {k: tuple(v) for k, v in example.shapes().items()}, "hyper": example.hyper}
     actual_name, expected_name = names[side], names["expected"]
 
-    inputs = [np.abs(np.asarray(v, np.float64)) for part in (example.params, example.data) for v in part.values()
-              if np.asarray(v).dtype.kind == "f" and np.size(v)]
-    input_scale = max((float(np.max(v[np.isfinite(v)], initial=0.0)) for v in inputs), default=0.0)
+    input_scale = input_magnitude(example)
     # A case's own analytic magnitude of its loss's terms, where it declares one: the one
     # rounding no measurement sees is a fixed one on data, (1 - y) with y = 2e-10 in
     # BCE-with-logits, which float32 absorbs whole and no nearby input re-rounds.
