@@ -67,8 +67,8 @@ from agreement.registry import Case, Example
 from agreement.run import TORCH_DTYPES
 from agreement.run import devices as available_devices
 from agreement.strategies import DTYPES
-from agreement.tolerance import DEEP_MODEL, ELEMENTWISE, ToleranceClass, unit_roundoff
-from agreement.trajectory import _run, judge_steps, rounding_spread
+from agreement.tolerance import DEEP_MODEL, ELEMENTWISE, ToleranceClass
+from agreement.trajectory import Reference, _run, comparable_steps, judge_steps, judged_arrays
 from torch_impl.models import FunctionModule
 from torch_impl.train import to_device
 
@@ -338,34 +338,6 @@ class _Outcome:
     worst_where: str = ""  # which side, step and parameter it was, counted from 1
 
 
-def _comparable_horizon(setup: _Setup, example: Example, dtype) -> tuple[int, str]:
-    """How many leading steps are comparable in ``dtype``, and why the next one is not.
-
-    ``trajectory.comparable``'s criterion, step by step: rounding alone moves no parameter of the
-    float64 trajectory by more than sqrt(u) max(1, |theta|). The spread at step t depends only on the
-    steps up to t, so one rounding_spread run gives every step's verdict (and the judge reuses it).
-    comparable()'s other condition, ``Case.valid``, is absent: the cases built here have none."""
-    case, opt, hyper, steps = setup.case, setup.opt, setup.hyper, setup.steps
-    ex64 = example.astype(np.float64)
-    base = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64, hyper, steps)
-    try:
-        with np.errstate(over="ignore", invalid="ignore"):
-            _, spread = rounding_spread(case, opt, example, hyper, steps, dtype, base)
-    except ValueError as error:  # as comparable(): a perturbed run overflowed
-        return 0, f"a float64 run perturbed by {np.dtype(dtype).name} rounding failed ({error})"
-    limit = np.sqrt(unit_roundoff(dtype))
-    for t, (moved, path) in enumerate(zip(spread, base[1], strict=True)):
-        for name in sorted(moved):
-            scale = max(1.0, float(np.max(np.abs(path[name]), initial=0.0)))
-            worst = float(np.max(moved[name], initial=0.0))
-            if not worst <= limit * scale:  # NaN counts as not comparable
-                return t, (f"rounding alone in {np.dtype(dtype).name} moves parameter {name!r} by up to "
-                           f"{worst:.2e} at step {t + 1}, more than sqrt(u) = {limit:.1e} times "
-                           f"max(1, |{name}|) = {scale:.3g}: from step {t + 1} on the math no longer decides "
-                           f"the trajectory, and neither side can be judged wrong")
-    return steps, ""
-
-
 def _with_loss_data(setup: _Setup, example: Example) -> Example:
     """The built-in loss's fixed targets and curvatures for an example that brings parameters only."""
     if not setup.builtin_loss:
@@ -392,14 +364,14 @@ def _failure(setup: _Setup, example: Example, step_results, dtype, actual_name: 
     """The report of the first diverging step: its worst parameter (or the loss), from your side of the table."""
     t = len(step_results) - 1
     results = step_results[t]
-    names = ["loss", *sorted(example.params)]  # judge_steps's order: the loss, then the parameters sorted
+    names = [name for _, name in judged_arrays(example.params, setup.case.compare_loss)]  # None: the loss
     failed = sorted(((r, n) for r, n in zip(results, names, strict=True) if not r.ok),
                     key=lambda pair: -pair[0].ratio)
     worst, what = failed[0]
-    subject = "the loss" if what == "loss" else f"parameter {what!r}"
+    subject = "the loss" if what is None else f"parameter {what!r}"
     lines = [f"{setup.name}: {actual_name} and {expected_name} part at step {t + 1} of {setup.steps}, {subject}"
              + (" (steps counted from 1, as torch.optim's state['step'])" if t else "")]
-    if what == "loss":
+    if what is None:
         lines.append("  the loss is taken before the step, at parameters that agreed"
                      + (f" after step {t}" if t else " (the initial ones)")
                      + ": the two loss functions disagree there, not the optimizers"
@@ -413,7 +385,8 @@ def _failure(setup: _Setup, example: Example, step_results, dtype, actual_name: 
         + (f" and of the {t} before it, propagated)" if t else ")"),
     ]
     if len(failed) > 1:
-        lines.append("  also off at this step: " + ", ".join(f"{n} ({r.ratio:.3g}x)" for r, n in failed[1:]))
+        lines.append("  also off at this step: "
+                     + ", ".join(f"{n or 'loss'} ({r.ratio:.3g}x)" for r, n in failed[1:]))
     if t:
         lines.append("  step 1 agreed" if t == 1 else f"  steps 1 to {t} agreed")
     lines.append(f"  optimizer hyperparameters: {setup.hyper}")
@@ -432,7 +405,10 @@ def _judge_example(setup: _Setup, example: Example, dtype, device: str, defaults
     """Judge one example in one dtype on one device; raises AssertionError on a disagreement.
     ``numpy_side``: judge your optimizer in ``dtype`` too (once per dtype, not per device)."""
     example = _with_loss_data(setup, example).astype(dtype)
-    judged, reason = _comparable_horizon(setup, example, dtype)
+    # one float64 reference run and rounding spread for the horizon and every side judged against it
+    against = Reference(setup.case, setup.opt, example, setup.hyper, setup.steps, dtype)
+    judged, reason = comparable_steps(setup.case, setup.opt, example, setup.hyper, setup.steps, dtype,
+                                      against=against)
     if judged == 0:
         return _Outcome(0, reason)
     dtype_name = np.dtype(dtype).name
@@ -446,12 +422,12 @@ def _judge_example(setup: _Setup, example: Example, dtype, device: str, defaults
             raise AssertionError(f"{setup.name} ({dtype_name}): {error}\n  example: {_show(example)}") from None
         sides.append((f"{YOURS} in {dtype_name}", (losses, path)))
     worst, where = None, ""
-    names = ["the loss", *(f"parameter {k!r}" for k in sorted(example.params))]  # judge_steps's order
+    names = ["the loss" if k is None else f"parameter {k!r}"
+             for _, k in judged_arrays(example.params, setup.case.compare_loss)]
     for actual_name, (losses, path) in sides:
-        # the full trajectory, so that judge_steps reuses the rounding spread the horizon computed;
-        # a step past the horizon is not judged
+        # the full trajectory, the one ``against`` is of; a step past the horizon is not judged
         step_results = judge_steps(setup.case, setup.opt, example, setup.hyper, dtype, losses, path,
-                                   device=actual_name)[:judged]
+                                   device=actual_name, against=against)[:judged]
         if not all(r.ok for r in step_results[-1]):
             raise AssertionError(_failure(setup, example, step_results, dtype, actual_name, expected_name,
                                           defaults))

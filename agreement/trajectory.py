@@ -31,6 +31,8 @@ rounding shows.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from agreement.compare import Comparison, compare
@@ -111,22 +113,6 @@ def _one_step_rounding(case: Case, dtype, n: int, params: dict, written: dict, e
     return loss, grads, grad_bound, param_bound
 
 
-_last_spread: list = [None, None]  # [key, result] of the latest rounding_spread call
-
-
-def _spread_key(case, opt, example: Example, opt_hyper: dict, steps: int, dtype, without_grad) -> tuple:
-    """Everything rounding_spread's result depends on; case and optimizer by identity
-    (the key holds them, so their ids stay theirs)."""
-    arrays = tuple((k, np.asarray(v).dtype.str, np.shape(v), np.asarray(v).tobytes())
-                   for part in (example.params, example.data) for k, v in sorted(part.items()))
-    return (case, opt, arrays, repr(example.hyper), repr(sorted(opt_hyper.items())), steps,
-            np.dtype(dtype).str, repr([sorted(names) for names in without_grad]))
-
-
-def _same_key(a, b) -> bool:
-    return a is not None and a[0] is b[0] and a[1] is b[1] and a[2:] == b[2:]
-
-
 def rounding_spread(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype, base=None,
                     without_grad=()):
     """Per step t: (sum over s < t of |loss effect at t of step s's rounding|,
@@ -134,17 +120,8 @@ def rounding_spread(case: Case, opt, example: Example, opt_hyper: dict, steps: i
     step t's own rounding of θ_t (see the module docstring). ``base``: the float64
     reference run (losses, path, states) when the caller already has it.
 
-    The latest result is kept: tests ask ``comparable()`` and then judge the same
-    trajectory, and this, about steps² reference steps, is the expensive part of both."""
-    key = _spread_key(case, opt, example, opt_hyper, steps, dtype, without_grad)
-    if not _same_key(_last_spread[0], key):
-        _last_spread[:] = [None, None]  # a failed computation leaves nothing behind
-        result = _rounding_spread(case, opt, example, opt_hyper, steps, dtype, base, without_grad)
-        _last_spread[:] = [key, result]
-    return _last_spread[1]
-
-
-def _rounding_spread(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype, base, without_grad):
+    About steps² reference steps: the expensive part of judging a trajectory.
+    ``Reference.spread`` computes it once for everything judged against one run."""
     ex64 = example.astype(np.float64)
     n = case.reduction_length(example)
     init_state = opt.init(ex64.params)
@@ -182,29 +159,85 @@ def _rounding_spread(case: Case, opt, example: Example, opt_hyper: dict, steps: 
     return loss_spread, param_spread
 
 
-def judged_arrays(params: dict) -> list[tuple[str, str | None]]:
+class Reference:
+    """What a trajectory in ``dtype`` is judged against, computed once: the float64
+    reference run from the example cast to ``dtype`` (where both sides start): its
+    ``losses`` before each update, parameters (``path``) and optimizer ``states``
+    after it; and ``spread``, how ``dtype``'s rounding spreads along it
+    (``rounding_spread``), computed where first asked for. Build one per example,
+    optimizer, hyperparameters and dtype, and pass it to ``comparable_steps`` and to
+    ``judge_steps`` for every side and device judged in that dtype."""
+
+    def __init__(self, case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype, without_grad=()):
+        self.case, self.opt, self.opt_hyper, self.steps, self.dtype = case, opt, opt_hyper, steps, np.dtype(dtype)
+        self.example, self.without_grad = example.astype(dtype), without_grad
+        ex64 = self.example.astype(np.float64)
+        self.losses, self.path, self.states = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64,
+                                                   opt_hyper, steps, without_grad=without_grad)
+        self._key = _request_key(case, opt, self.example, opt_hyper, steps, dtype, without_grad)
+
+    @functools.cached_property
+    def spread(self) -> tuple:
+        """``rounding_spread`` along this run; an exception (a perturbed run that
+        overflowed) leaves nothing cached, and the next use raises it again."""
+        return rounding_spread(self.case, self.opt, self.example, self.opt_hyper, self.steps, self.dtype,
+                               (self.losses, self.path, self.states), self.without_grad)
+
+    def check(self, case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype, without_grad=()):
+        """Refuse to judge a request this is not the reference of: its tolerance would be another run's."""
+        key = _request_key(case, opt, example.astype(dtype), opt_hyper, steps, dtype, without_grad)
+        if not (key[0] is self._key[0] and key[1] is self._key[1] and key[2:] == self._key[2:]):
+            raise ValueError(f"this Reference is of {self.case.name} with {self.opt.name} {self.opt_hyper}, "
+                             f"{self.steps} steps in {self.dtype.name}, from its own example: not of the "
+                             f"trajectory asked about ({case.name} with {opt.name} {opt_hyper}, {steps} steps in "
+                             f"{np.dtype(dtype).name})")
+
+
+def _request_key(case, opt, example: Example, opt_hyper: dict, steps: int, dtype, without_grad) -> tuple:
+    """Everything a Reference depends on; case and optimizer compared by identity."""
+    arrays = tuple((k, np.asarray(v).dtype.str, np.shape(v), np.asarray(v).tobytes())
+                   for part in (example.params, example.data) for k, v in sorted(part.items()))
+    return (case, opt, arrays, repr(example.hyper), repr(sorted(opt_hyper.items())), steps,
+            np.dtype(dtype).str, repr([sorted(names) for names in without_grad]))
+
+
+def _reference(against: Reference | None, case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
+               without_grad) -> Reference:
+    """``against`` where it is this request's reference, a new one where none is given."""
+    if against is None:
+        return Reference(case, opt, example, opt_hyper, steps, dtype, without_grad)
+    against.check(case, opt, example, opt_hyper, steps, dtype, without_grad)
+    return against
+
+
+def judged_arrays(params: dict, loss: bool = True) -> list[tuple[str, str | None]]:
     """What ``judge_steps`` compares at every step, in its order, as (array, parameter
-    name or None): the loss (before the step), then each parameter (after it) by name.
-    Each comparison's ``what`` is ``f"step {t} {array}"``; callers that key results by
-    array zip with this list instead of reading ``what``."""
-    return [("loss", None), *((f"param {name}", name) for name in sorted(params))]
+    name or None): the loss (before the step) where ``loss`` (``Case.compare_loss``),
+    then each parameter (after it) by name. Each comparison's ``what`` is
+    ``f"step {t} {array}"``; callers that key results by array zip with this list
+    instead of reading ``what``."""
+    return [*((("loss", None),) if loss else ()), *((f"param {name}", name) for name in sorted(params))]
 
 
 def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
-                reference=None, without_grad=()) -> list[list[Comparison]]:
+                reference=None, without_grad=(), against: Reference | None = None) -> list[list[Comparison]]:
     """Judge a trajectory (losses before each step, parameters after it) against the
     float64 reference: one list of comparisons per step, up to and including the
     first step that diverged. Each comparison names its step. ``without_grad[t]``:
-    names of the parameters that got no gradient at step t."""
+    names of the parameters that got no gradient at step t. The loss is judged only
+    where ``case.compare_loss``. ``reference``: another NumPy function to take the
+    expected trajectory from (the rounding spread stays the case's own). ``against``:
+    the ``Reference`` of this request, when the caller has it."""
     steps = len(losses)
-    example = example.astype(dtype)
+    against = _reference(against, case, opt, example, opt_hyper, steps, dtype, without_grad)
+    example = against.example
     ex64 = example.astype(np.float64)
-    run = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64, opt_hyper, steps, reference,
-               without_grad=without_grad)
-    exp_losses, exp_params = run[:2]
+    exp_losses, exp_params = against.losses, against.path
+    if reference is not None:
+        exp_losses, exp_params, _ = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64, opt_hyper,
+                                         steps, reference, without_grad=without_grad)
     # how rounding spreads is a property of the true reference
-    loss_spread, param_spread = rounding_spread(case, opt, example, opt_hyper, steps, dtype,
-                                                run if reference is None else None, without_grad)
+    loss_spread, param_spread = against.spread
     n = case.reduction_length(example)
     dtype_name = np.dtype(dtype).name
     context = {"shapes": example.shapes(), "hyper": example.hyper, "optimizer": (opt.name, opt_hyper)}
@@ -216,12 +249,12 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
             own = tolerance(case.tolerance, dtype, n, expected, cond, term_scale=terms)
             return Tolerance(own.rtol, own.atol, SAFETY * spread)
 
-        cond = case.loss_condition(before) if case.loss_condition else 1.0
-        loss_tol = tol(exp_losses[t], term_scales(case, before).get("loss", 0.0), loss_spread[t], cond)
         results = []
-        for array, name in judged_arrays(exp_params[t]):
+        for array, name in judged_arrays(exp_params[t], case.compare_loss):
             if name is None:
-                actual, expected, allowed = losses[t], exp_losses[t], loss_tol
+                cond = case.loss_condition(before) if case.loss_condition else 1.0
+                actual, expected = losses[t], exp_losses[t]
+                allowed = tol(expected, term_scales(case, before).get("loss", 0.0), loss_spread[t], cond)
             else:
                 previous = float(np.max(np.abs(before.params[name]), initial=0.0))
                 actual, expected = params[t][name], exp_params[t][name]
@@ -235,50 +268,80 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
 
 
 def judge(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
-          reference=None, without_grad=()) -> list[Comparison]:
+          reference=None, without_grad=(), against: Reference | None = None) -> list[Comparison]:
     """The comparisons of the first step that diverged, or of the last step when none did."""
-    return judge_steps(case, opt, example, opt_hyper, dtype, losses, params, device, reference, without_grad)[-1]
+    return judge_steps(case, opt, example, opt_hyper, dtype, losses, params, device, reference, without_grad,
+                       against)[-1]
 
 
 def trajectory_steps(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
-                     device: str = "cpu", reference=None) -> list[list[Comparison]]:
+                     device: str = "cpu", reference=None, against: Reference | None = None) -> list[list[Comparison]]:
     """torch.optim's trajectory in ``dtype`` on ``device``, judged step by step by ``judge_steps``."""
     cast = example.astype(dtype)
     losses, params = train.train(case.twin, cast.params, cast.data, cast.hyper, opt.torch_name, opt_hyper,
                                  steps, device, TORCH_DTYPES[np.dtype(dtype)])
-    return judge_steps(case, opt, example, opt_hyper, dtype, losses, params, f"torch-{device}", reference)
+    return judge_steps(case, opt, example, opt_hyper, dtype, losses, params, f"torch-{device}", reference,
+                       against=against)
 
 
 def compare_trajectories(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
-                         device: str = "cpu", reference=None) -> list[Comparison]:
+                         device: str = "cpu", reference=None, against: Reference | None = None) -> list[Comparison]:
     """The comparisons of the first step that diverged, or of the last step when none did."""
-    return trajectory_steps(case, opt, example, opt_hyper, steps, dtype, device, reference)[-1]
+    return trajectory_steps(case, opt, example, opt_hyper, steps, dtype, device, reference, against)[-1]
 
 
-def comparable(case: Case, opt, example: Example, hyper: dict, steps: int, dtype, without_grad=()) -> bool:
-    """Whether the math, not rounding, decides the float64 trajectory in ``dtype``.
+def comparable_steps(case: Case, opt, example: Example, hyper: dict, steps: int, dtype, without_grad=(),
+                     against: Reference | None = None) -> tuple[int, str]:
+    """How many leading steps of the trajectory in ``dtype`` the math, not rounding,
+    decides, and why the next one is not ("" when all are). Step t is comparable
+    while every step up to it is:
 
     * It stays where ``dtype`` resolves the case (``Case.valid``): maximize can
       drive sigmoid + BCELoss into saturation, where float32's sigmoid rounds to 1
       and torch's gradient vanishes while float64's does not.
-    * Rounding moves no parameter by more than sqrt(u) relative (``rounding_spread``).
+    * Rounding moves no parameter by more than sqrt(u) max(1, |θ|) (``rounding_spread``).
       A symmetric net (equal rows of W2) has hidden-unit gradients that cancel to
       0 exactly in the math; float32 leaves ~1e-8, which Adam and RMSprop
       normalize into a full step of ~lr in a direction rounding chose. Past
       sqrt(u) the second-order effects of such a spread exceed the dtype's
       resolution, so propagating each step's rounding separately no longer
       bounds what follows: neither trajectory is wrong, they are not comparable.
+
+    The spread at step t depends only on the steps up to t, so one run of
+    ``steps`` gives every shorter trajectory's verdict too. ``against``: the
+    ``Reference`` of this request, which the judge then reuses.
     """
-    ex64 = example.astype(np.float64)
-    base = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64, hyper, steps, without_grad=without_grad)
-    path = base[1]
-    if case.valid and not all(case.valid(example.with_params(p), dtype) for p in [example.params, *path]):
-        return False
+    against = _reference(against, case, opt, example, hyper, steps, dtype, without_grad)
+    name = np.dtype(dtype).name
+    start = against.example
+    resolved = steps
+    if case.valid:
+        resolved = next((t for t, p in enumerate([start.params, *against.path]) if not case.valid(
+            start.with_params(p), dtype)), steps + 1) - 1
+        if resolved < 0:
+            return 0, f"{name} does not resolve {case.name} at the initial parameters (Case.valid)"
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            _, spread = rounding_spread(case, opt, example, hyper, steps, dtype, base, without_grad)
-    except ValueError:  # a perturbed run overflowed: far past the dtype's resolution
-        return False
+            _, spread = against.spread
+    except ValueError as error:  # a perturbed run overflowed: far past the dtype's resolution
+        return 0, f"a float64 run perturbed by {name} rounding failed ({error})"
     limit = np.sqrt(unit_roundoff(dtype))
-    return all(np.max(spread[k], initial=0.0) <= limit * max(1.0, float(np.max(np.abs(p[k]), initial=0.0)))
-               for spread, p in zip(spread, path, strict=True) for k in spread)
+    for t, (moved, path) in enumerate(zip(spread[:resolved], against.path, strict=False)):
+        for k in sorted(moved):
+            scale = max(1.0, float(np.max(np.abs(path[k]), initial=0.0)))
+            worst = float(np.max(moved[k], initial=0.0))
+            if not worst <= limit * scale:  # NaN counts as not comparable
+                return t, (f"rounding alone in {name} moves parameter {k!r} by up to {worst:.2e} at step {t + 1}, "
+                           f"more than sqrt(u) = {limit:.1e} times max(1, |{k}|) = {scale:.3g}: from step {t + 1} "
+                           f"on the math no longer decides the trajectory, and neither side can be judged wrong")
+    if resolved < steps:
+        return resolved, (f"after step {resolved + 1} the parameters leave where {name} resolves {case.name} "
+                          f"(Case.valid): from step {resolved + 1} on the dtype, not the math, decides the trajectory")
+    return steps, ""
+
+
+def comparable(case: Case, opt, example: Example, hyper: dict, steps: int, dtype, without_grad=(),
+               against: Reference | None = None) -> bool:
+    """Whether the math, not rounding, decides every step of the trajectory in ``dtype``
+    (``comparable_steps``)."""
+    return comparable_steps(case, opt, example, hyper, steps, dtype, without_grad, against)[0] == steps

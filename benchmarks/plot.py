@@ -15,7 +15,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.summary import BACKENDS, SIZES
+from agreement.cases.common import sizes
+from benchmarks.summary import BACKENDS
 
 STYLE = {"float32": "-", "float64": "--"}
 
@@ -51,13 +52,14 @@ def plot(results: dict, output: Path) -> Path:
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     colors = dict(zip(BACKENDS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    order = sizes()
     for ax, ((case, phase), lines) in zip(axes.flat, sorted(panels.items()), strict=False):
         for (backend, dtype), by_size in sorted(lines.items()):
-            sizes = [s for s in SIZES if s in by_size]
-            ax.plot([SIZES.index(s) for s in sizes], [by_size[s] for s in sizes], STYLE.get(dtype, ":"), marker="o",
+            drawn = [s for s in order if s in by_size]
+            ax.plot([order.index(s) for s in drawn], [by_size[s] for s in drawn], STYLE.get(dtype, ":"), marker="o",
                     color=colors.get(backend), label=f"{backend} {dtype}")
         ax.set(title=f"{case} ({phase})", yscale="log", ylabel="median time (s)")
-        ax.set_xticks(range(len(SIZES)), SIZES)
+        ax.set_xticks(range(len(order)), order)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)

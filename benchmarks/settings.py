@@ -19,7 +19,6 @@ import os
 import numpy as np
 import torch
 
-from agreement.report.config import SIZES  # noqa: F401  (the benchmark grid's sizes)
 from agreement.run import TORCH_DTYPES  # noqa: F401  (used by the bodies and peaks)
 
 THREADS = int(os.environ.get("BENCHMARK_THREADS", "1"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from agreement.report.config import SIZES
+from agreement.cases.common import sizes
 
 BACKENDS = ("numpy", "numpy-readable", "torch-cpu", "torch-cuda")
 RESULTS: list[dict] = []
@@ -45,7 +45,7 @@ def grouped(results) -> dict:
     groups = defaultdict(dict)
     for r in results:
         groups[(r["case"], r["phase"], r["size"], r["dtype"])][r["backend"]] = r
-    order = {s: i for i, s in enumerate(SIZES)}
+    order = {s: i for i, s in enumerate(sizes())}
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 9), kv[0][3])))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,18 @@ def test_summary_table_groups_backends_and_states_ratios():
     text = "\n".join(summary.table(rows))
     assert "3.00x" in text and "1 ms" in text and "3 ms" in text and "50% mm" in text
     assert any(line.startswith("met  numpy step faster") for line in summary.targets(rows))
+
+
+def test_the_grid_and_the_table_take_their_sizes_from_the_registry(monkeypatch):
+    """A case is timed at the sizes it builds (Case.sizes), and the table orders sizes as
+    the registry lists them, before sizes it does not know."""
+    from benchmarks.test_training import _grid
+
+    case = CASES["linear_regression"]
+    monkeypatch.setitem(CASES, case.name, dataclasses.replace(case, sizes=("tiny", "huge")))
+    assert {p.values[2] for p in _grid() if p.values[0].name == case.name} == {"tiny", "huge"}
+    rows = [dict(case="c", phase="step", size=s, dtype="float32", backend="numpy") for s in ("zzz", "huge", "tiny")]
+    assert [size for _, _, size, _ in summary.grouped(rows)] == ["tiny", "huge", "zzz"]
 
 
 @pytest.mark.slow  # importing matplotlib takes seconds

@@ -18,7 +18,7 @@ from agreement.registry import cases
 from benchmarks import bodies, flops
 from benchmarks.clocks import cuda_synchronized_clock
 from benchmarks.measure import measure
-from benchmarks.settings import DTYPES, OPTIMIZER, SIZES, cuda_available, cuda_skip_reason
+from benchmarks.settings import DTYPES, OPTIMIZER, cuda_available, cuda_skip_reason
 
 _CUDA_MARKS = [pytest.mark.cuda, pytest.mark.benchmark(timer=cuda_synchronized_clock),
                pytest.mark.skipif(not cuda_available(), reason=cuda_skip_reason())]
@@ -35,7 +35,7 @@ def _grid():
     for case in cases():
         phases = ("step", "fwd_bwd", "h2d") if case.trainable else ("fwd_bwd",)
         for phase in phases:
-            for size in (s for s in SIZES if s in case.sizes):
+            for size in case.sizes:  # what the case builds
                 for dtype in DTYPES:
                     for backend in _backends(case, phase):
                         marks = _CUDA_MARKS if backend == "torch-cuda" else []

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agreement import trajectory
 from agreement.gate import baselines, command, regression, report
+from agreement.optimizers import OPTIMIZERS
 from agreement.registry import cases
 
 CASES = {c.name: c for c in cases()}
@@ -322,6 +324,48 @@ def test_budget_entries_are_keyed_by_structure_not_by_reading_what(monkeypatch):
     assert {g: sorted(w) for g, w in m.grouped().items()} == {g: sorted(w) for g, w in stored.items()}
     steps = {b.name: b.steps for b in m.comparisons}
     assert steps["sgd trajectory param W1"] == baselines.STEPS and steps["grad W1"] == 1
+
+
+def _count_calls(monkeypatch, module, name, key) -> dict:
+    """How often ``module.name`` is called, per ``key(args, kwargs)``; None keys are not counted."""
+    counts: dict = {}
+    real = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        k = key(args, kwargs)
+        if k is not None:
+            counts[k] = counts.get(k, 0) + 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return counts
+
+
+def _arrays_key(params: dict) -> tuple:
+    return tuple((k, np.asarray(v).dtype.str, np.asarray(v).tobytes()) for k, v in sorted(params.items()))
+
+
+@pytest.mark.parametrize("how", ["check", "regenerate"])
+def test_the_gate_computes_each_reference_trajectory_and_spread_once(how, tmp_path, monkeypatch):
+    """Per case, optimizer and start (the float64 example, and the example cast to
+    float32), one float64 reference trajectory and one rounding spread per dtype,
+    whatever judges them: every dtype and device, and the drift check of the recorded
+    trajectory. All go through trajectory._run from step 0 and trajectory.rounding_spread."""
+    def run_key(args, kwargs):  # _run(case, opt, params, state, example, opt_hyper, steps, reference, start, ...)
+        start = kwargs.get("start", args[8] if len(args) > 8 else 0)
+        return None if start else (args[1].name, _arrays_key(args[2]), args[6])
+
+    runs = _count_calls(monkeypatch, trajectory, "_run", run_key)
+    spreads = _count_calls(monkeypatch, trajectory, "rounding_spread", lambda args, kwargs: (
+        args[1].name, np.dtype(args[5]).name, _arrays_key(args[2].params), args[4]))
+    if how == "check":
+        assert regression.check_case(CASE, STORED).ok
+    else:
+        copy_baseline(tmp_path)
+        assert command.regenerate([CASE.name], tmp_path, out=lambda line: None) == 0
+    trajectories = len(OPTIMIZERS) * len(baselines.DTYPES) * len(baselines.SEEDS)
+    assert len(runs) == len(spreads) == trajectories  # every start was judged, from the float64 and float32 examples
+    assert set(runs.values()) == set(spreads.values()) == {1}, (runs.values(), spreads.values())
 
 
 def test_written_file_reads_back_exactly(tmp_path):

@@ -12,6 +12,7 @@ import re
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,10 +20,11 @@ import torch
 from filelock import FileLock
 from PIL import Image
 
+from agreement import registry
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import cases
 from agreement.report import ReportConfig, bench, browser, build_report, figures, training, views
-from agreement.report.__main__ import main
+from agreement.report.__main__ import main, parser
 from agreement.report.build import benchmark_summary
 from agreement.report.gradients import relative_errors
 from agreement.report.page import render
@@ -350,6 +352,17 @@ def test_cli_rejects_bad_arguments(argv, message, capsys, tmp_path):
         main([*argv, "--out", str(tmp_path / "x.html")])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_report_offers_the_sizes_the_registry_builds(monkeypatch):
+    """Sizes are the registry's: a case that builds one more brings it to --size, to the
+    configuration and to the order of benchmark rows, with no list of the report's own."""
+    case = CASES["linear_regression"]
+    monkeypatch.setitem(registry.CASES, case.name, replace(case, sizes=(*case.sizes, "huge")))
+    assert ReportConfig(size="huge").size == "huge"
+    assert parser().parse_args(["--size", "huge"]).size == "huge"
+    rows = [SimpleNamespace(size=s) for s in ("zzz", "huge", "large", "tiny")]
+    assert bench.size_order(rows) == ["tiny", "large", "huge", "zzz"]
 
 
 def test_config_rejects_bad_values():

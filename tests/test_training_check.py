@@ -17,13 +17,12 @@ from agreement.training_check import (
     NotComparable,
     TrajectoryHorizonWarning,
     _build,
-    _comparable_horizon,
     _torch_trajectory,
     _with_loss_data,
     assert_optimizer_close,
     check_optimizer,
 )
-from agreement.trajectory import comparable
+from agreement.trajectory import comparable, comparable_steps
 
 # ---------------------------------------------------------------------------- a user's Adam
 # torch.optim.Adam's documented algorithm (Kingma & Ba with L2 weight decay added to the gradient):
@@ -209,13 +208,15 @@ def test_a_trajectory_comparable_for_its_first_steps_is_judged_that_far_and_warn
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_the_horizon_is_where_trajectory_comparable_turns_false(dtype):
-    """The per-step horizon and trajectory.comparable apply one criterion."""
+def test_the_horizon_of_a_long_trajectory_is_where_shorter_ones_stop_being_comparable(dtype):
+    """The check's horizon (trajectory.comparable_steps over all its steps) is the verdict
+    comparable() gives each shorter trajectory: a step's verdict depends on the steps up to it."""
     for loss, example in [(LSQ, _exact_fit()), ({}, EXAMPLE)]:
         setup, _ = _build(adam_init, adam_update, torch.optim.Adam, NO_DECAY, loss.get("numpy_loss"),
                           loss.get("torch_loss"), 30, None, DEEP_MODEL, None, loss.get("term_scale"), None)
         example = _with_loss_data(setup, example).astype(dtype)
-        horizon, _ = _comparable_horizon(setup, example, dtype)
+        horizon, reason = comparable_steps(setup.case, setup.opt, example, setup.hyper, 30, dtype)
+        assert (reason == "") == (horizon == 30)
         for steps in {horizon, horizon + 1} & set(range(1, 31)):
             assert comparable(setup.case, setup.opt, example, setup.hyper, steps, dtype) == (steps <= horizon)
 

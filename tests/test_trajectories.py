@@ -11,11 +11,21 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from agreement import trajectory
 from agreement.compare import assert_all
 from agreement.optimizers import OPTIMIZERS
-from agreement.registry import cases
+from agreement.registry import Case, Example, cases
 from agreement.strategies import DTYPES
-from agreement.trajectory import _last_spread, comparable, compare_trajectories, reference_trajectory, rounding_spread
+from agreement.tolerance import ELEMENTWISE
+from agreement.trajectory import (
+    Reference,
+    comparable,
+    comparable_steps,
+    compare_trajectories,
+    judge_steps,
+    rounding_spread,
+)
+from torch_impl.models import FunctionModule
 
 # Longer trajectories in nightly runs.
 MAX_STEPS = 30 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 8
@@ -36,31 +46,86 @@ def test_trajectories_agree(case, dtype, opt, data):
     limit = np.sqrt(np.finfo(dtype).max)
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            losses, path = reference_trajectory(case, opt, example.astype(np.float64), hyper, steps)
+            against = Reference(case, opt, example, hyper, steps, dtype)  # one run and spread for both below
     except ValueError:  # the reference refuses the non-finite gradients of a diverged run
         assume(False)
-    assume(np.all(np.abs(losses) < limit) and all(np.all(np.abs(v) < limit) for p in path for v in p.values()))
+    assume(np.all(np.abs(against.losses) < limit)
+           and all(np.all(np.abs(v) < limit) for p in against.path for v in p.values()))
     # where the dtype resolves the case and rounding, not the math, would decide the path
-    assume(comparable(case, opt, example, hyper, steps, dtype))
-    assert_all(compare_trajectories(case, opt, example, hyper, steps, dtype))
+    assume(comparable(case, opt, example, hyper, steps, dtype, against=against))
+    assert_all(compare_trajectories(case, opt, example, hyper, steps, dtype, against=against))
 
 
-def test_rounding_spread_is_reused_only_for_the_same_request():
-    """comparable() and the judge share one rounding_spread computation; any
-    changed input (hyperparameter, dtype, data) computes it anew."""
+def test_one_reference_serves_the_horizon_and_every_judge_and_refuses_other_requests(monkeypatch):
+    """comparable() and the judges of several sides share one rounding_spread
+    computation, passed as a Reference; a Reference of another
+    request (hyperparameter, dtype, data, steps, skipped gradients) is refused, not
+    silently used for a tolerance that is not this trajectory's."""
     case = next(c for c in cases(trainable=True) if c.name == "linear_regression")
     opt = OPTIMIZERS["rmsprop"]
     example = case.build("tiny", np.float64, 0)
-    first = rounding_spread(case, opt, example, opt.defaults, 3, np.float32)
-    assert rounding_spread(case, opt, example.astype(np.float64), dict(opt.defaults), 3, np.float32) is first
+    spreads = []
+    real = trajectory.rounding_spread
+    monkeypatch.setattr(trajectory, "rounding_spread", lambda *args: spreads.append(args) or real(*args))
+    against = Reference(case, opt, example, opt.defaults, 3, np.float32)
+    assert comparable(case, opt, example, dict(opt.defaults), 3, np.float32, against=against)
+    losses, path = against.losses, against.path
+    for side in ("torch-cpu", "numpy"):
+        assert all(r.ok for step in judge_steps(case, opt, example, opt.defaults, np.float32, losses, path, side,
+                                                against=against) for r in step)
+    assert len(spreads) == 1
     moved = example.with_params({k: v + 1.0 for k, v in example.params.items()})
-    for changed in [(example, dict(opt.defaults, lr=0.02), np.float32), (example, opt.defaults, np.float64),
-                    (moved, opt.defaults, np.float32)]:
-        again = rounding_spread(case, opt, changed[0], changed[1], 3, changed[2])
-        assert again is not first
-        _last_spread[:] = [None, None]
-        fresh = rounding_spread(case, opt, changed[0], changed[1], 3, changed[2])
-        np.testing.assert_array_equal(again[0], fresh[0])
+    for changed, hyper, steps, dtype, skipped in [(example, dict(opt.defaults, lr=0.02), 3, np.float32, ()),
+                                                  (example, opt.defaults, 3, np.float64, ()),
+                                                  (moved, opt.defaults, 3, np.float32, ()),
+                                                  (example, opt.defaults, 2, np.float32, ()),
+                                                  (example, opt.defaults, 3, np.float32, [{"W"}, set(), set()])]:
+        with pytest.raises(ValueError, match="not of the trajectory asked about"):
+            judge_steps(case, opt, changed, hyper, dtype, losses[:steps], path[:steps], without_grad=skipped,
+                        against=against)
+
+
+def test_comparable_steps_stop_where_the_parameters_leave_what_the_dtype_resolves():
+    """Case.valid counts per step: a trajectory is comparable up to the last step whose
+    parameters it holds at, and not at all where it fails at the start."""
+    case = next(c for c in cases(trainable=True) if c.name == "linear_regression")
+    opt = OPTIMIZERS["sgd"]
+    example = case.build("tiny", np.float64, 0)
+    path = Reference(case, opt, example, opt.defaults, 6, np.float64).path
+    for leaves, horizon in [(path[2], 2), (path[0], 0), (example.params, 0)]:
+        unresolved = dataclasses.replace(case, valid=lambda ex, dtype, at=leaves: not np.array_equal(ex.params["W"],
+                                                                                                     at["W"]))
+        steps, reason = comparable_steps(unresolved, opt, example, opt.defaults, 6, np.float64)
+        assert (steps, "Case.valid" in reason) == (horizon, True)
+        assert [comparable(unresolved, opt, example, opt.defaults, t, np.float64) for t in range(1, 7)] == [
+            t <= horizon for t in range(1, 7)]
+    assert comparable_steps(case, opt, example, opt.defaults, 6, np.float64) == (6, "")
+
+
+def _offset_square(params, data):
+    """sum(w²), formed as (offset + sum(w²)) - offset: the loss cancels, its gradient does not."""
+    return (data["offset"] + np.sum(params["w"] ** 2)) - data["offset"], {"w": 2 * params["w"]}
+
+
+def _offset_square_torch(params, data):
+    return (data["offset"] + (params["w"] ** 2).sum()) - data["offset"]
+
+
+def test_a_case_that_does_not_compare_its_loss_is_judged_on_its_parameters_only():
+    """Case.compare_loss False: the loss is not judged at any step. This user case's
+    float32 loss keeps only float32's resolution of the offset (1e4 * 6e-8), about 1e-3
+    of the loss itself, and without a term scale the loss alone fails step 0."""
+    case = Case(name="offset_square", kind="user", reference=_offset_square,
+                twin=lambda shapes, **h: FunctionModule(_offset_square_torch, shapes, **h), inputs=None, build=None,
+                tolerance=ELEMENTWISE, reduction_length=lambda ex: ex.params["w"].size, compare_loss=False)
+    example = Example({"w": np.array([0.3, -0.7, 0.5])}, {"offset": np.array(1e4)})
+    opt = OPTIMIZERS["sgd"]
+    judged = compare_trajectories(case, opt, example, opt.defaults, 3, np.float32)
+    assert [r.what for r in judged] == ["step 2 param w"]
+    assert_all(judged)
+    compared = compare_trajectories(dataclasses.replace(case, compare_loss=True), opt, example, opt.defaults, 3,
+                                    np.float32)
+    assert [(r.what, r.ok) for r in compared] == [("step 0 loss", False), ("step 0 param w", True)]
 
 
 def _as_numpy_scalars(reference):

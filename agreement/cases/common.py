@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from agreement import strategies as S
+from agreement.registry import cases
 
 # Batch N, then layer widths. "tutorial" is the classic two-layer example
 # (N=64, D_in=1000, H=100, D_out=10); "large" is where matrix products dominate.
@@ -15,6 +16,13 @@ MODEL_SIZES = {
     "large": dict(N=1024, D_in=2048, H=1024, D_out=256),
 }
 VECTOR_SIZES = {"tiny": (4, 3), "tutorial": (64, 1000), "large": (1024, 2048)}
+
+
+def sizes() -> tuple[str, ...]:
+    """Every size a registered case builds (``Case.sizes``), in the order the cases list
+    them: the sizes the report offers and the order of the benchmarks' results, so that
+    a case that builds another size brings it to both."""
+    return tuple(dict.fromkeys(size for case in cases() for size in case.sizes))
 
 
 def seeded(seed):

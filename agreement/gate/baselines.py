@@ -38,7 +38,7 @@ from agreement.environment import blas_libraries
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case, Example
 from agreement.run import devices, evaluate, expected
-from agreement.trajectory import compare_trajectories, judged_arrays, reference_trajectory
+from agreement.trajectory import Reference, compare_trajectories, judged_arrays
 
 FORMAT = "gradient-agreement-baseline"
 FORMAT_VERSION = 1
@@ -113,6 +113,9 @@ class Measurement:
     grads: dict
     trajectories: dict  # optimizer -> {"hyper", "losses" (steps,), "params" {name: (steps, ...)}}
     comparisons: dict = field(default_factory=dict)  # Budgeted -> Comparison
+    # (optimizer, dtype name) -> the trajectory.Reference its trajectories were judged against, which the
+    # drift check judges the recorded float64 trajectory against too: each reference run and spread once
+    references: dict = field(default_factory=dict)
 
     def grouped(self) -> dict:
         """The comparisons as the file holds their worst errors: {group: {name: Comparison}}."""
@@ -125,22 +128,27 @@ class Measurement:
 def measure(case: Case, size: str = SIZE, seed: int = 0) -> Measurement:
     example = case.build(size, np.float64, seed)
     loss, grads = expected(case, example)
-    trajectories = {}
+    m = Measurement(example, float(loss) if case.compare_loss else None,
+                    {k: np.asarray(v, np.float64) for k, v in grads.items()}, {})
     if case.trainable:
         for opt in OPTIMIZERS.values():
-            losses, params = reference_trajectory(case, opt, example, opt.defaults, STEPS)
-            trajectories[opt.name] = {"hyper": dict(opt.defaults), "losses": losses,
-                                      "params": {k: np.stack([p[k] for p in params]) for k in params[0]}}
-    m = Measurement(example, float(loss) if case.compare_loss else None,
-                    {k: np.asarray(v, np.float64) for k, v in grads.items()}, trajectories)
+            for dtype in DTYPES:
+                m.references[opt.name, np.dtype(dtype).name] = Reference(case, opt, example, opt.defaults, STEPS,
+                                                                         dtype)
+            recorded = m.references[opt.name, "float64"]  # the example is float64: its own reference run
+            m.trajectories[opt.name] = {"hyper": dict(opt.defaults), "losses": recorded.losses,
+                                        "params": {k: np.stack([p[k] for p in recorded.path])
+                                                   for k in recorded.path[0]}}
     for dtype in DTYPES:
         for device in devices():
             for c in evaluate(case, example, dtype, device):
                 m.comparisons[Budgeted(c.dtype, c.device, c.what)] = c
             if case.trainable:
                 for opt in OPTIMIZERS.values():
-                    judged = compare_trajectories(case, opt, example, opt.defaults, STEPS, dtype, device)
-                    for (array, _), c in zip(judged_arrays(example.params), judged, strict=True):
+                    judged = compare_trajectories(case, opt, example, opt.defaults, STEPS, dtype, device,
+                                                  against=m.references[opt.name, np.dtype(dtype).name])
+                    for (array, _), c in zip(judged_arrays(example.params, case.compare_loss), judged,
+                                             strict=True):
                         m.comparisons[Budgeted(c.dtype, c.device, array, opt.name)] = dataclasses.replace(
                             c, what=f"{opt.name} {c.what}")
     return m

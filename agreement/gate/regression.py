@@ -215,7 +215,8 @@ def _drift_trajectory(case, opt_name, current, recorded, m, path) -> list:
                                "regenerate")]
     steps = [{k: v[t] for k, v in params.items()} for t in range(baselines.STEPS)]
     judged = judge(case, OPTIMIZERS[opt_name], m.example, current["hyper"], np.float64,
-                   baselines.as_array(path, recorded["losses"], f"{where}.losses"), steps, "numpy")
+                   baselines.as_array(path, recorded["losses"], f"{where}.losses"), steps, "numpy",
+                   against=m.references[opt_name, "float64"])
     # judge() calls the trajectory it is given "actual": here that is the recorded one
     return [_finding("drift", c, f"{opt_name} {c.what}", recorded_is_actual=True) for c in judged if not c.ok]
 

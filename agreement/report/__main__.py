@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
+from agreement.cases.common import sizes
 from agreement.report.build import selected_cases, write_report
-from agreement.report.config import SIZES, ReportConfig
+from agreement.report.config import ReportConfig
 
 
 def _positive(text: str) -> int:
@@ -25,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write (default report.html)")
     p.add_argument("--small", action="store_true",
                    help="tiny examples, few steps, coarse figures: a few seconds (what the tests run)")
-    p.add_argument("--size", choices=SIZES, help="builder size for trajectories and gradients (default tutorial)")
+    p.add_argument("--size", choices=sizes(), help="builder size for trajectories and gradients (default tutorial)")
     p.add_argument("--steps", type=_positive, help="SGD steps per trajectory (default 16)")
     p.add_argument("--fit-steps", type=_positive, help="SGD steps for the fit / boundary plots (default 300)")
     p.add_argument("--seed", type=int, help="seed of the builders and the plot data (default 0)")

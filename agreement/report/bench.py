@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from agreement.report.config import SIZES
+from agreement.cases.common import sizes
 
 DEFAULT_ROOT = Path(".benchmarks")
 _SAVED = re.compile(r"^\d{4}_.*\.json$")
@@ -103,6 +103,6 @@ def load(path: Path) -> BenchmarkRun:
 
 
 def size_order(rows) -> list[str]:
-    """The builder sizes in their natural order, then any others alphabetically."""
-    present = {r.size for r in rows}
-    return [s for s in SIZES if s in present] + sorted(present - set(SIZES))
+    """The registry's sizes in their order, then any others alphabetically."""
+    present, known = {r.size for r in rows}, sizes()
+    return [s for s in known if s in present] + sorted(present - set(known))

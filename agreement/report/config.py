@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SIZES = ("tiny", "tutorial", "large")
+from agreement.cases.common import sizes
 
 
 @dataclass(frozen=True)
 class ReportConfig:
     """One report's settings. ``small()`` is the configuration the test suite runs.
 
-    size          builder size for trajectories and gradient histograms
+    size          builder size for trajectories and gradient histograms (one of the registry's sizes)
     steps         optimizer steps per trajectory
     fit_steps     optimizer steps when fitting the plot-friendly data sets
     slice_points  grid points of the function / loss slices
@@ -37,8 +37,8 @@ class ReportConfig:
     progress: bool | None = None
 
     def __post_init__(self):
-        if self.size not in SIZES:
-            raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
+        if self.size not in sizes():
+            raise ValueError(f"size must be one of {sizes()}, got {self.size!r}")
         for name in ("steps", "fit_steps", "dpi"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -65,7 +65,8 @@ def training_figure(result, dpi: int) -> str:
         dtype_color = "#9467bd" if name == "float32" else "#8c564b"
         bottom.plot(steps, _positive(run.torch_divergence), "-o", color=dtype_color, ms=3,
                         label=f"|torch - reference| {name}")
-        bottom.plot(run.checked_steps, run.loss_allowed, "--s", color=dtype_color, ms=4, mfc="none",
+        if not np.all(np.isnan(run.loss_allowed)):  # a probe loss (Case.compare_loss False) has none
+            bottom.plot(run.checked_steps, run.loss_allowed, "--s", color=dtype_color, ms=4, mfc="none",
                         label=f"tolerance {name}")
         if name != "float64":
             bottom.plot(steps, _positive(run.numpy_divergence), ":", color="0.45",

@@ -15,7 +15,7 @@ from agreement.compare import Comparison
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case, Example
 from agreement.run import TORCH_DTYPES
-from agreement.trajectory import judge_steps, reference_trajectory
+from agreement.trajectory import Reference, judge_steps, reference_trajectory
 from torch_impl import train
 
 DTYPES = (np.float32, np.float64)
@@ -37,7 +37,7 @@ class DtypeTrajectory:
     torch_losses: np.ndarray  # the twin in this dtype
     reference_losses: np.ndarray  # float64 reference from the same (rounded) start
     checked_steps: list  # steps whose tolerance trajectory_steps reported
-    loss_allowed: list  # the allowed |torch loss - reference loss| at those steps
+    loss_allowed: list  # the allowed |torch loss - reference loss| at those steps (NaN: the loss is not judged)
     loss_errors: list  # trajectory_steps' |torch loss - reference loss| there (= torch_divergence)
     worst: Comparison  # largest error/tolerance ratio over loss and parameters at the last checked step
 
@@ -90,8 +90,9 @@ def stable_hyper(case: Case, example: Example, steps: int) -> tuple[dict, str]:
     return hyper, note
 
 
-def _loss_comparison(comparisons) -> Comparison:
-    return next(c for c in comparisons if c.what.endswith(" loss"))
+def _loss_comparison(comparisons) -> Comparison | None:
+    """None where the case's loss is a probe the judge does not compare (``Case.compare_loss``)."""
+    return next((c for c in comparisons if c.what.endswith(" loss")), None)
 
 
 def _step_of(comparison: Comparison) -> int:
@@ -101,16 +102,20 @@ def _step_of(comparison: Comparison) -> int:
 def _dtype_run(case, example, hyper, steps, dtype, device) -> DtypeTrajectory:
     ex = example.astype(dtype)
     numpy_losses, _ = reference_trajectory(case, OPTIMIZER, ex, hyper, steps)
-    reference_losses, _ = reference_trajectory(case, OPTIMIZER, ex.astype(np.float64), hyper, steps)
+    against = Reference(case, OPTIMIZER, ex, hyper, steps, dtype)  # the float64 run from the same (rounded) start
+    reference_losses = against.losses
     torch_losses, torch_params = train.train(case.twin, ex.params, ex.data, ex.hyper, OPTIMIZER.torch_name, hyper,
                                              steps, device, TORCH_DTYPES[np.dtype(dtype)])
     checked, allowed, errors = [], [], []
-    per_step = judge_steps(case, OPTIMIZER, ex, hyper, dtype, torch_losses, torch_params, f"torch-{device}")
+    per_step = judge_steps(case, OPTIMIZER, ex, hyper, dtype, torch_losses, torch_params, f"torch-{device}",
+                           against=against)
     for comparisons in per_step:
         loss = _loss_comparison(comparisons)
-        checked.append(_step_of(loss))
-        allowed.append(loss.allowed)
-        errors.append(loss.abs_err)
+        step = _step_of(comparisons[0])
+        checked.append(step)
+        allowed.append(np.nan if loss is None else loss.allowed)
+        errors.append(abs(float(torch_losses[step]) - float(reference_losses[step])) if loss is None
+                      else loss.abs_err)
     worst = max(per_step[-1], key=lambda c: c.ratio)
     return DtypeTrajectory(np.dtype(dtype).name, numpy_losses, np.asarray(torch_losses, np.float64),
                            reference_losses, checked, allowed, errors, worst)
