@@ -5,9 +5,11 @@
 For every registry case and dtype, over the same derandomized Hypothesis examples:
 the worst error/tolerance ratio under each model, and how the tolerance itself
 moved (new bound / old bound, element by element: the largest factor, the median, the
-99th percentile and the share of elements whose bound grew more than 10x). The
-largest factors come from elements the old model allowed ~1e-300 (an all-zero
-array, or a term scale of 0) and from elements one side computes as an exact
+99th percentile and the share of elements whose bound grew more than 10x), over
+the elements the old model gave more than its underflow floor; "floored" counts
+the others (an exact 0 expected with a term scale of 0, as where the upstream
+gradient is 0), where any positive bound is an astronomical factor over ~1e-306.
+The largest factors left come from elements one side computes as an exact
 absorption (sigmoid'(40) = 0), which fall back to the inputs' magnitude.
 The old model is the analytic policy with the case's term scales
 (agreement/scales.py), as single evaluations used it before the measured model.
@@ -63,7 +65,12 @@ def study(case, dtype, examples: int) -> dict:
             err = np.abs(np.asarray(actual[c.what], np.float64) - e)
             stats["new_worst"] = max(stats["new_worst"], float(np.max(err / new, initial=0.0)))
             stats["old_worst"] = max(stats["old_worst"], float(np.max(err / old[c.what], initial=0.0)))
-            stats["growth"] += list(np.ravel(new / old[c.what]))
+            # elements the old model allowed only its underflow floor (k smallest_normal: an exact 0
+            # expected with a term scale of 0, e.g. where the upstream gradient is 0) are left out: any
+            # positive bound is an astronomical factor over ~1e-306 there
+            resolved = old[c.what] > 1e3 * np.finfo(dtype).smallest_normal
+            stats["growth"] += list(np.ravel((new / old[c.what])[resolved]))
+            stats["floored"] = stats.get("floored", 0) + int(np.sum(~resolved))
         stats["examples"] += 1
 
     run()
@@ -77,14 +84,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(f"{'case':30} {'dtype':8} {'ex':>4} {'old worst':>10} {'new worst':>10} {'max growth':>11} "
-          f"{'median growth':>14} {'99% growth':>11} {'> 10x':>7}")
+          f"{'median growth':>14} {'99% growth':>11} {'> 10x':>7} {'floored':>8}")
     with threadpool_limits(limits=1):
         for case in cases():
             for dtype in args.dtypes:
                 s = study(case, np.dtype(dtype), args.examples)
                 g = np.array(s["growth"])
                 print(f"{case.name:30} {dtype:8} {s['examples']:4d} {s['old_worst']:10.3g} {s['new_worst']:10.3g} "
-                      f"{np.max(g):11.3g} {np.median(g):14.3g} {np.quantile(g, 0.99):11.3g} {np.mean(g > 10):7.1%}",
+                      f"{np.max(g):11.3g} {np.median(g):14.3g} {np.quantile(g, 0.99):11.3g} {np.mean(g > 10):7.1%} "
+                      f"{s.get('floored', 0):8d}",
                       flush=True)
     return 0
 
