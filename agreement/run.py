@@ -73,7 +73,7 @@ def _compare_side(case, example, side: str, loss, grads, exp_loss, exp_grads, dt
         fallback = measurement.degenerate(key, np.shape(expected)) & (np.asarray(actual, np.float64) != expected)
         atol = floor.atol if not np.any(fallback) else np.where(
             fallback, tolerance(case.tolerance, dtype, n, expected, cond, term_scale=input_scale).atol, floor.atol)
-        measured = measurement.bound(side, key, np.shape(expected))
+        measured = measurement.bound(key, np.shape(expected))
         return Tolerance(floor.rtol, atol, measured=0.0 if measured is None else measured)
 
     def cmp(actual, expected, key, what, cond=1.0):

@@ -107,7 +107,7 @@ def test_a_bug_never_enters_its_own_measurement():
 
     def bound(reference):
         m = measure(lambda e: reference(e.params, e.data, **e.hyper), torch_call, ex, np.float64)
-        return m.bound("torch", "W1", ex.params["W1"].shape)
+        return m.bound("W1", ex.params["W1"].shape)
 
     assert np.max(bound(scaled)) < 2 * np.max(bound(case.reference)) < 1e-12
 
