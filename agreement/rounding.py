@@ -158,7 +158,17 @@ class Measurement:
         return out
 
 
-def shrink(example: Example, eta: float, seed: int) -> Example:
+def _distinct(v: np.ndarray, cache: dict | None):
+    """np.unique(v, return_inverse=True), once per array of one measurement."""
+    if cache is not None and id(v) in cache and cache[id(v)][0] is v:
+        return cache[id(v)][1]
+    found = np.unique(v, return_inverse=True)
+    if cache is not None:
+        cache[id(v)] = (v, found)
+    return found
+
+
+def shrink(example: Example, eta: float, seed: int, cache: dict | None = None) -> Example:
     """Parameters moved towards 0 by a relative amount in [eta/2, eta], one factor per
     distinct value (ties and exact zeros stay, signs stay)."""
     rng = np.random.default_rng(seed)
@@ -168,7 +178,7 @@ def shrink(example: Example, eta: float, seed: int) -> Example:
         if v.dtype.kind != "f" or v.size == 0:
             params[k] = v
             continue
-        distinct, inverse = np.unique(v, return_inverse=True)
+        distinct, inverse = _distinct(v, cache)
         factors = 1 - eta * rng.uniform(0.5, 1.0, distinct.shape)
         params[k] = (v * factors[inverse.reshape(v.shape)]).astype(v.dtype)
     return Example(params, example.data, example.hyper)
@@ -196,7 +206,7 @@ def _quiet(fn, *args):
     return fn(*args)  # measure() silences warnings once around all its runs
 
 
-def nudge(example: Example, eta: float, seed: int) -> tuple[Example, Example]:
+def nudge(example: Example, eta: float, seed: int, cache: dict | None = None) -> tuple[Example, Example]:
     """Parameters and data moved by +a and by -a relative (a in [eta/2, eta], a random
     sign and size per distinct value: ties and exact zeros stay), cast back to their
     dtype. Data moves too, because data such as a target y = 2.3e-10 enters roundings
@@ -211,7 +221,7 @@ def nudge(example: Example, eta: float, seed: int) -> tuple[Example, Example]:
             if v.dtype.kind != "f" or v.size == 0:
                 plus[k] = minus[k] = v
                 continue
-            distinct, inverse = np.unique(v, return_inverse=True)
+            distinct, inverse = _distinct(v, cache)
             a = eta * rng.uniform(0.5, 1.0, distinct.shape) * rng.choice([-1.0, 1.0], distinct.shape)
             if keep_integers:
                 a = np.where(distinct == np.round(distinct), 0.0, a)
@@ -297,6 +307,7 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
         return _error(low, high, mdtype, scale)
 
     in_dtype = mdtype == dtype
+    distinct: dict = {}  # np.unique of each input, shared by the shrunk and nudged copies
 
     def numpy_d():
         return numpy_own if numpy_own is not None else _quiet(numpy_call, example)
@@ -309,7 +320,7 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
         lambda: (numpy_d() if in_dtype else _quiet(numpy_call, at_m),
                  numpy64 if numpy64 is not None else _quiet(numpy_call, example.astype(np.float64))), lower)
     for i, eta in enumerate(NUMPY_SHRINKS):
-        moved = shrink(at_m, eta, seed=i)
+        moved = shrink(at_m, eta, seed=i, cache=distinct)
         add("numpy", f"with parameters shrunk by {eta:.0e}",
             lambda m=moved: (_quiet(numpy_call, m), _quiet(numpy_call, m.astype(np.float64))), lower)
     add("torch", f"at the input in {mdtype.name}",
@@ -326,17 +337,17 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
     # compared dtype) torch is sampled at a shrunk input instead: noise cannot see an error
     # that varies smoothly with the input, such as a vectorised exp's 1-2 ulp, and M can.
     eta = NOISE_STEP_ULPS * 2 * unit_roundoff(dtype)
-    plus, minus = nudge(example, eta, seed=len(NUMPY_SHRINKS))
+    plus, minus = nudge(example, eta, seed=len(NUMPY_SHRINKS), cache=distinct)
     add("numpy", f"noise over inputs {eta:.0e} apart in {dtype.name}",
         lambda: (_quiet(numpy_call, plus), _quiet(numpy_call, minus), numpy_d()), _second_difference)
     if in_dtype:
-        moved = shrink(at_m, TORCH_SHRINK, seed=len(NUMPY_SHRINKS) + 1)
+        moved = shrink(at_m, TORCH_SHRINK, seed=len(NUMPY_SHRINKS) + 1, cache=distinct)
         add("torch", f"with parameters shrunk by {TORCH_SHRINK:.0e}",
             lambda: (_quiet(torch_call, moved, mdtype), _quiet(torch_call, moved, np.float64)), lower)
     else:
         # Inputs outside M's normal range (1e-79 underflows float32) leave the M samples
         # without information; a second noise direction keeps torch at two samples.
-        directions = [(plus, minus)] + ([nudge(example, eta, seed=len(NUMPY_SHRINKS) + 2)]
+        directions = [(plus, minus)] + ([nudge(example, eta, seed=len(NUMPY_SHRINKS) + 2, cache=distinct)]
                                         if not fits(example, mdtype) else [])
         for i, (p, m) in enumerate(directions):
             add("torch", f"noise over inputs {eta:.0e} apart in {dtype.name}" + f" ({i + 1})" * (i > 0),
