@@ -30,7 +30,8 @@ _BLAS_LIMIT = threadpool_limits(limits=1)
 def pytest_collection_modifyitems(config, items):
     """``slow`` tests run only when selected (``-m slow``) or under the thorough profile."""
     thorough = "thorough" in (os.environ.get("HYPOTHESIS_PROFILE"), config.getoption("hypothesis_profile", None))
-    if "slow" in (config.option.markexpr or "") or thorough:
+    markexpr = config.option.markexpr or ""
+    if "slow" in markexpr or "census" in markexpr or thorough:
         return
     skip = pytest.mark.skip(reason="slow: run with -m slow")
     for item in items:

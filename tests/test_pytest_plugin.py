@@ -150,9 +150,12 @@ def test_hypothesis_profile_variable_loads_a_profile_of_the_plugin(pytester, mon
 def test_a_profile_the_suite_loads_wins_over_the_variable(pytester, monkeypatch):
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "thorough")
     # At a conftest's top level: the plugin's profiles are registered before conftests run.
-    pytester.makeconftest("from hypothesis import settings\nsettings.load_profile('ci')\n")
+    # a profile of the suite's own, so the outer session's profile (ci under CI) cannot be the same one
+    pytester.makeconftest("from hypothesis import settings\n"
+                          "settings.register_profile('suite-own', max_examples=7)\n"
+                          "settings.load_profile('suite-own')\n")
     pytester.makepyfile(test_user=PRINT_PROFILE)
-    assert profile_seen(pytester.runpytest("-s")) == "ci 25"
+    assert profile_seen(pytester.runpytest("-s")) == "suite-own 7"
 
 
 def test_the_command_line_wins_over_the_variable(pytester, monkeypatch):

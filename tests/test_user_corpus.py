@@ -125,6 +125,7 @@ def test_buggy_twin_is_caught(layer):
 
 
 @pytest.mark.slow
+@pytest.mark.census
 @layers
 def test_no_false_alarms_across_seeds(layer):
     """20 Hypothesis seeds x 100 examples, float64 and float32: every run of the correct layer passes (a failure
