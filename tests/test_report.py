@@ -28,12 +28,15 @@ from agreement.report.__main__ import main, parser
 from agreement.report.build import benchmark_summary
 from agreement.report.gradients import relative_errors
 from agreement.report.page import render
+from agreement.scenarios.catalog import SCENARIOS, run_part
 from agreement.trajectory import compare_trajectories
 
 # One activation (function plot) and one classification model (decision boundary); the
 # regression fit's figure is checked on its own below, to keep the report small.
 REPORT_CASES = ("tanh", "two_layer_classifier")
 BENCHMARKED_CASE = "two_layer_classifier"
+# One training scenario (the quickest) on the built page; every scenario is built on its own below.
+REPORT_SCENARIO = "6-fifteen-points"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 CASES = {c.name: c for c in cases()}
 
@@ -84,7 +87,7 @@ def _build(folder: Path) -> tuple[Path, Path]:
     os.utime(older, (1_000_000, 1_000_000))
     out = folder / "report.html"
     code = main(["--small", "--out", str(out), "--cases", ",".join(REPORT_CASES), "--benchmarks", str(root),
-                 "--seed", "3", "--no-progress"])
+                 "--seed", "3", "--no-progress", "--scenarios", REPORT_SCENARIO])
     assert code == 0
     return root, out
 
@@ -193,8 +196,8 @@ def test_report_references_nothing_outside_itself(report):
 def test_embedded_figures_are_png_images(report):
     _, html = report
     uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    # per case: training, gradients, data view; one benchmark figure
-    assert len(uris) == 3 * len(REPORT_CASES) + 1
+    # per case: training, gradients, data view; one benchmark figure; one per part of the scenario
+    assert len(uris) == 3 * len(REPORT_CASES) + 1 + len(SCENARIOS[REPORT_SCENARIO].build(True))
     for uri in uris:
         image = Image.open(io.BytesIO(base64.b64decode(uri, validate=True)))
         assert image.format == "PNG" and image.width > 100 and image.height > 100
@@ -244,13 +247,58 @@ def test_every_registered_case_builds_its_section(case, tmp_path, monkeypatch):
         return "data:,"
 
     monkeypatch.setattr(figures, "data_uri", unrasterized)
-    _, sections = build_report(ReportConfig.small(cases=(case.name,), benchmarks=tmp_path, **SMALLEST))
+    _, sections = build_report(ReportConfig.small(cases=(case.name,), scenarios=(), benchmarks=tmp_path,
+                                                  **SMALLEST))
     (section,) = sections
     assert section.name == case.name
     assert not section.errors, "\n".join(section.errors)
     assert len(section.figures) == 3 == len(drawn) and all(drawn), [f.title for f in section.figures]
     assert {"trajectory float32", "trajectory float64", "gradients float32", "gradients float64"} <= set(
         section.summary), sorted(section.summary)
+
+
+def test_every_scenario_builds_its_section(tmp_path, monkeypatch):
+    """``--small`` builds a section per agreement.scenarios scenario (taken from the catalog:
+    a new scenario is covered without editing this test), at the short lengths: each part's
+    figure plots both loss curves and |NumPy - torch| against its tolerance, and the summary
+    carries each dtype's verdict. Figures are not rasterized here (the page built above draws one)."""
+    drawn = []
+
+    def unrasterized(fig, dpi):
+        lines = [line.get_label() for ax in fig.axes for line in ax.lines]
+        drawn.append(lines)
+        return "data:,"
+
+    monkeypatch.setattr(figures, "data_uri", unrasterized)
+    config = ReportConfig.small(cases=(), benchmarks=tmp_path, **SMALLEST)
+    assert config.scenarios is None and config.short_scenarios  # all of them, short
+    _, sections = build_report(config)
+    assert [s.name for s in sections] == [f"scenario-{name}" for name in SCENARIOS]
+    for section in sections:
+        assert not section.errors, "\n".join(section.errors)
+        parts = SCENARIOS[section.name.removeprefix("scenario-")].build(True)
+        assert len(section.figures) == len(parts), section.name
+        for (ratio, ok) in (section.summary["trajectory float32"], section.summary["trajectory float64"]):
+            assert ok, (section.name, ratio)
+    assert len(drawn) == sum(len(s.figures) for s in sections)
+    for labels in drawn:
+        for dtype in ("float32", "float64"):
+            assert f"NumPy {dtype}" in labels and f"tolerance {dtype}" in labels, labels
+            assert any(label.startswith(f"torch {dtype}: ") for label in labels), labels
+            assert any(label.startswith(f"|NumPy - torch| {dtype}: ") for label in labels), labels
+
+
+def test_scenario_figure_marks_the_comparable_horizon(monkeypatch):
+    """A part whose float32 run reaches its comparable horizon gets the horizon line."""
+    part = SCENARIOS["4-two-layer"].build(True)[0]
+    result = run_part(part, [np.float32, np.float64], ["cpu"])
+    result.judgement.horizon["float32"] = 5  # as the full-length Adam part reaches it (docs/scenarios.md)
+    labels = []
+    monkeypatch.setattr(figures, "data_uri", lambda fig, dpi: labels.extend(
+        line.get_label() for ax in fig.axes for line in ax.lines) or "data:,")
+    figures.scenario_figure(result, 8)
+    assert "comparable horizon float32 (step 5)" in labels
+    assert not any("horizon float64" in label for label in labels)
 
 
 def test_report_reads_the_latest_benchmark_run(report, benchmark_root):
@@ -273,7 +321,7 @@ def test_report_says_when_no_benchmark_run_exists(tmp_path):
 
 
 def test_progress_bar_when_asked(capsys):
-    build_report(ReportConfig.small(cases=("relu",), progress=True))
+    build_report(ReportConfig.small(cases=("relu",), scenarios=(), progress=True))
     assert re.search(r"report: 100%.*4/4", capsys.readouterr().err)
 
 
@@ -346,6 +394,7 @@ def test_relative_errors_count_exact_and_unbounded_elements():
     (["--cases", "no_such_case"], "no_such_case"),
     (["--steps", "0"], "--steps"),
     (["--benchmarks", "/no/such/folder"], "--benchmarks"),
+    (["--scenarios", "9-no-such"], "--scenarios"),
 ])
 def test_cli_rejects_bad_arguments(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:

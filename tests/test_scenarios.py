@@ -147,6 +147,46 @@ def test_wrong_numpy_step_fails_at_its_first_step(name, part_name, wrong, fields
     assert f"first diverges at step {first} of" in judgement.report()
 
 
+def _validation_on(split):
+    return lambda program: dict(evaluations={"validation": split})
+
+
+def _validation_without_half(program):
+    return dict(evaluate=lambda params, data_: 2 * numpy_side.line_validation_loss(params, data_))
+
+
+@pytest.mark.parametrize("wrong", [_validation_on(data.line()[1]), _validation_without_half],
+                         ids=["on the training split", "without the 0.5 factor"])
+@pytest.mark.parametrize("dtype", BOTH, ids=["float32", "float64"])
+def test_wrong_validation_loss_fails_at_the_first_epochs_end(wrong, dtype):
+    """Scenario 2's validation loss is judged after every epoch as the training loss
+    is: a NumPy side computing it wrongly fails at the first epoch's end, on that
+    loss alone (the training steps agree)."""
+    part = SCENARIOS["2-linear-regression"].build(True)[0]
+    first = part.epoch_steps - 1  # the last step of the first epoch
+    judgement = run_part(part, [dtype], ["cpu"], program=dataclasses.replace(part.program, **wrong(part.program)),
+                         stop_at_failure=True).judgement
+    (side,) = [s for s in judgement.sides if s.label != "numpy"]
+    assert not side.ok, "a wrong validation loss passed"
+    assert side.failure.what == f"step {first} validation loss", side.failure.report()
+
+
+def test_validation_loss_is_compared_after_every_epoch_and_the_last_step():
+    part = SCENARIOS["2-linear-regression"].build(True)[0]
+    judgement = run_part(part, BOTH, ["cpu"]).judgement
+    assert judgement.ok, judgement.report()
+    steps = [t for t, _ in judgement.reference_evaluations["validation"]]
+    assert steps == [part.epoch_steps - 1, part.program.steps - 1]
+    for side in judgement.sides:
+        assert [t for t, _ in side.evaluations["validation"]] == steps, side.label
+    # the bound is the training loss's kind: positive, of the size of that step's training-loss bound
+    # (float32: about 2 % of the loss, the floor on terms of about 100^2 that cancel to a residual of 2)
+    for dtype, bounds in judgement.evaluation_bounds.items():
+        for (t, bound), (_, value) in zip(bounds["validation"], judgement.reference_evaluations["validation"],
+                                          strict=True):
+            assert 0 < bound < 0.05 * value and bound < 10 * judgement.loss_bounds[dtype][t], (dtype, t, bound)
+
+
 def test_the_adam_mutant_differs_from_adam_by_the_bias_correction_alone():
     """The mutant test above is meaningful only if the unchanged program passes the
     same judge: test_scenario_agrees runs it; this checks the manual Adam written for

@@ -9,6 +9,9 @@ fit or decision boundary on plot-friendly data (regression and classification
 models) or the function and its derivative (activations, losses); histograms of
 element-wise gradient error per parameter; and, when a pytest-benchmark run was
 saved, time and fraction of matrix-product peak against size per backend.
+Per training scenario (agreement.scenarios): both sides' loss curves and
+|NumPy - torch| per step against the long-run judge's tolerance, with the
+comparable horizon marked.
 """
 
 from agreement.report.build import build_report, write_report

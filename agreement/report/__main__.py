@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from agreement.cases.common import sizes
-from agreement.report.build import selected_cases, write_report
+from agreement.report.build import selected_cases, selected_scenarios, write_report
 from agreement.report.config import ReportConfig
 
 
@@ -32,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the builders and the plot data (default 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="torch device (default cpu)")
     p.add_argument("--cases", help="comma-separated registry case names (default: all)")
+    p.add_argument("--scenarios", help="comma-separated agreement.scenarios names or numbers, or 'none' "
+                                        "(default: all; short lengths with --small)")
     p.add_argument("--benchmarks", type=Path,
                    help="pytest-benchmark JSON file, or folder searched for the latest saved run (default .benchmarks)")
     p.add_argument("--dpi", type=_positive, help="figure resolution")
@@ -53,9 +55,16 @@ def config_from(args, p: argparse.ArgumentParser) -> ReportConfig:
             selected_cases(names)
         except ValueError as exc:
             p.error(f"--{exc}")
+    scenarios = None
+    if args.scenarios:
+        scenarios = tuple(n.strip() for n in args.scenarios.split(",") if n.strip() and n.strip() != "none")
+        try:
+            selected_scenarios(scenarios)
+        except ValueError as exc:
+            p.error(f"--{exc}")
     overrides = {k: v for k, v in dict(size=args.size, steps=args.steps, fit_steps=args.fit_steps, seed=args.seed,
                                        device=args.device, dpi=args.dpi).items() if v is not None}
-    overrides.update(cases=names, benchmarks=args.benchmarks, progress=args.progress)
+    overrides.update(cases=names, benchmarks=args.benchmarks, progress=args.progress, scenarios=scenarios)
     return ReportConfig.small(**overrides) if args.small else ReportConfig(**overrides)
 
 
@@ -67,7 +76,8 @@ def main(argv=None) -> int:
     command = shlex.join(["python", "-m", "agreement.report", *argv])
     sections = write_report(config, args.out, command)
     failed = [s.name for s in sections if s.errors]
-    print(f"wrote {args.out} ({len(sections)} cases)")
+    scenario_count = sum(s.kind == "training scenario" for s in sections)
+    print(f"wrote {args.out} ({len(sections) - scenario_count} cases, {scenario_count} scenarios)")
     if args.screenshot:
         from agreement.report.browser import render_page
 

@@ -23,10 +23,12 @@ from agreement.registry import Case, cases
 from agreement.report import bench, environment, figures, gradients, training, views
 from agreement.report.config import ReportConfig
 from agreement.report.page import CaseSection, Figure, render
+from agreement.scenarios.catalog import SCENARIOS, Scenario, run_part
 
 TITLE = "Gradient agreement report"
 # Work units per case for the progress bar: training, gradients, data-space view, benchmarks.
 PARTS = 4
+DTYPES = (np.float32, np.float64)  # the scenarios' sides
 
 
 def selected_cases(names) -> list[Case]:
@@ -37,6 +39,19 @@ def selected_cases(names) -> list[Case]:
     if unknown:
         raise ValueError(f"cases: unknown {unknown}; registered cases are {sorted(available)}")
     return [available[n] for n in names]
+
+
+def selected_scenarios(names) -> list[Scenario]:
+    """agreement.scenarios' scenarios by full name or number ("4" for 4-two-layer); None: all."""
+    if names is None:
+        return list(SCENARIOS.values())
+    chosen = []
+    for name in names:
+        matches = [s for s in SCENARIOS.values() if name in (s.name, s.name.split("-")[0])]
+        if not matches:
+            raise ValueError(f"scenarios: unknown {name!r}; the scenarios are {sorted(SCENARIOS)}")
+        chosen += [s for s in matches if s not in chosen]
+    return chosen
 
 
 @contextlib.contextmanager
@@ -141,6 +156,48 @@ def _section(case, config, run, progress) -> CaseSection:
     return section
 
 
+def _scenario_section(scenario: Scenario, config: ReportConfig) -> CaseSection:
+    """A training scenario's section: each part run NumPy vs torch in float32 and float64 and judged
+    by the long-run judge (agreement.scenarios), its loss curves and |NumPy - torch| per step."""
+    section = CaseSection(f"scenario-{scenario.name}", "training scenario")
+    section.notes.append(scenario.title + (f" ({scenario.notes})" if scenario.notes else "")
+                         + (". Short version (the test suite's)." if config.short_scenarios else "."))
+    worst = {}
+    try:
+        for part in scenario.build(config.short_scenarios):
+            result = run_part(part, DTYPES, [config.device])
+            j = result.judgement
+            for side in j.sides:
+                ratio, ok = worst.get(side.dtype, (0.0, True))
+                worst[side.dtype] = (max(ratio, side.worst_ratio), ok and side.ok)
+                if not side.ok:
+                    section.notes.append(f"Part {part.name}: {side.label} ({side.dtype}) first diverges at step "
+                                         f"{side.first_failing_step}: {side.failure.what}.")
+            for dtype, reason in j.horizon_reason.items():
+                if reason:
+                    section.notes.append(f"Part {part.name}, {dtype}: comparable up to step {j.horizon[dtype]} "
+                                         f"of {j.steps}: {reason}.")
+            held_out = ", ".join(sorted({name for s in j.sides for name in s.evaluations}))
+            section.figures.append(Figure(
+                f"Part {part.name}: loss curves and |NumPy - torch|",
+                figures.scenario_figure(result, config.dpi),
+                f"{j.steps} steps on {config.device}, both sides from the same parameters on the same batches. "
+                "Top: the loss of each step's batch before its update, NumPy (pale lines) and each torch form "
+                "(markers), float32 and float64"
+                + (f"; the {held_out} loss after each epoch (diamonds NumPy, squares torch)" if held_out else "")
+                + ". Bottom: |NumPy loss - torch loss| per step and its tolerance: twice the long-run judge's "
+                "bound on each side's distance from the float64 reference (each side is judged against that "
+                "reference within the bound). A dotted vertical line marks the comparable horizon, from which "
+                "rounding, not the math, decides the trajectory and no step is judged; no line: comparable to "
+                "the end. Gaps: exactly equal.",
+                f"scenario {part.name}: loss curves and divergence against tolerance"))
+    except Exception as exc:  # noqa: BLE001 - one failing scenario must not hide the rest of the report
+        section.errors.append(f"scenario: {type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=-3)))
+    for dtype, (ratio, ok) in worst.items():
+        section.summary[f"trajectory {dtype}"] = (f"{ratio:.2g} (worst over steps, sides)", ok)
+    return section
+
+
 def benchmark_summary(config: ReportConfig):
     """The latest saved run (or None), the sentence introducing it, and its details."""
     path = bench.latest(config.benchmarks)
@@ -158,15 +215,20 @@ def benchmark_summary(config: ReportConfig):
 def build_report(config: ReportConfig, command: str | None = None) -> tuple[str, list[CaseSection]]:
     """The page's HTML and its sections (for callers that check the verdicts)."""
     chosen = selected_cases(config.cases)
+    scenarios = selected_scenarios(config.scenarios)
     run, bench_header, bench_details = benchmark_summary(config)
     sections = []
     with _controlled_numerics(config.device):
         env = environment.describe(config, training.OPTIMIZER.defaults, command)
-        with tqdm(total=PARTS * len(chosen), desc="report", unit="part", file=sys.stderr,
+        with tqdm(total=PARTS * len(chosen) + len(scenarios), desc="report", unit="part", file=sys.stderr,
                   disable=(not config.progress) if config.progress is not None else None) as progress:
             for case in chosen:
                 progress.set_postfix_str(case.name)
                 sections.append(_section(case, config, run, progress))
+            for scenario in scenarios:
+                progress.set_postfix_str(scenario.name)
+                sections.append(_scenario_section(scenario, config))
+                progress.update(1)
     return render(TITLE, env, sections, bench_header, bench_details), sections
 
 

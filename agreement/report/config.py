@@ -23,6 +23,8 @@ class ReportConfig:
                   saved run (None: ./.benchmarks)
     dpi           resolution of the embedded figures
     progress      progress bar on stderr: None shows it on a terminal only
+    scenarios     agreement.scenarios names whose training runs get a section (None: all; (): none)
+    short_scenarios  the scenarios' short versions (the default test suite's lengths) instead of full length
     """
 
     size: str = "tutorial"
@@ -35,6 +37,8 @@ class ReportConfig:
     benchmarks: Path | None = None
     dpi: int = 90
     progress: bool | None = None
+    scenarios: tuple[str, ...] | None = None
+    short_scenarios: bool = False
 
     def __post_init__(self):
         if self.size not in sizes():
@@ -51,5 +55,5 @@ class ReportConfig:
     @classmethod
     def small(cls, **overrides) -> ReportConfig:
         """A few seconds: tiny builders, few steps, coarse grids, low resolution."""
-        settings = dict(size="tiny", steps=4, fit_steps=40, slice_points=25, dpi=48)
+        settings = dict(size="tiny", steps=4, fit_steps=40, slice_points=25, dpi=48, short_scenarios=True)
         return cls(**{**settings, **overrides})

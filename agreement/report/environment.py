@@ -59,7 +59,8 @@ def describe(config, optimizer_defaults: dict, command: str | None = None) -> li
         ("seeds", f"case builders and plot data: seed={config.seed}; trajectory rounding signs: "
                   f"agreement.trajectory's own fixed seed"),
         ("settings", f"size={config.size}, steps={config.steps}, fit_steps={config.fit_steps}, "
-                     f"slice_points={config.slice_points}"),
+                     f"slice_points={config.slice_points}, scenarios: "
+                     + ("short (the test suite's lengths)" if config.short_scenarios else "full length")),
         ("optimizer", "torch.optim.SGD / reference.optim.sgd_update, defaults "
                       + ", ".join(f"{k}={v}" for k, v in optimizer_defaults.items())),
         ("command", command or "(built in-process)"),

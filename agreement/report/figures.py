@@ -83,6 +83,61 @@ def training_figure(result, dpi: int) -> str:
     return data_uri(fig, dpi)
 
 
+# ---------------------------------------------------------------- training scenarios
+FORM_COLORS = ["#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
+
+
+def scenario_figure(result, dpi: int) -> str:
+    """One scenario part (agreement.scenarios.catalog.PartResult): the loss per step of
+    NumPy and of every torch form in each dtype (top), and |NumPy - torch| per step
+    against the judge's tolerance for it (bottom, log scale), with the comparable horizon."""
+    j = result.judgement
+    fig = _figure(9.5, 5.6, left=0.85, right=3.1, hspace=0.25)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1, 1])
+    numpy_sides = {s.dtype: s for s in j.sides if s.label == "numpy"}
+    forms = list(dict.fromkeys(s.label for s in j.sides if s.label != "numpy"))
+    steps = np.arange(j.steps)
+    for dtype, numpy in numpy_sides.items():
+        style = DTYPE_STYLE[dtype]
+        top.plot(steps, numpy.losses, style, color=NUMPY_COLOR, lw=2.5, alpha=0.5, label=f"NumPy {dtype}")
+        for name, points in numpy.evaluations.items():  # scenario 2's validation loss after each epoch
+            top.plot(*zip(*points, strict=True), "D" if dtype == "float32" else "d", color=NUMPY_COLOR, ms=6,
+                     alpha=0.5, label=f"NumPy {name} {dtype}")
+        # the judge allows each side its bound from the float64 reference, so |NumPy - torch| up to both
+        allowed = 2 * np.asarray(j.loss_bounds[dtype], np.float64)
+        bottom.plot(steps, allowed, style, color="0.3", lw=1.2, label=f"tolerance {dtype}")
+        for side in j.sides:
+            if side.label == "numpy" or side.dtype != dtype:
+                continue
+            color = FORM_COLORS[forms.index(side.label) % len(FORM_COLORS)]
+            marker = "o" if dtype == "float32" else "x"
+            where = f"{side.label}, {side.device}" if side.device != "cpu" else side.label
+            top.plot(steps, side.losses, marker, color=color, ms=3, mfc="none", label=f"torch {dtype}: {where}")
+            for name, points in side.evaluations.items():
+                top.plot(*zip(*points, strict=True), "s", color=color, ms=4, mfc="none",
+                         label=f"torch {name} {dtype}")
+            divergence = np.abs(np.asarray(side.losses, np.float64) - np.asarray(numpy.losses, np.float64))
+            bottom.plot(steps, _positive(divergence), style, color=color, lw=1,
+                        label=f"|NumPy - torch| {dtype}: {where}")
+        if j.horizon[dtype] < j.steps:
+            for ax in (top, bottom):
+                ax.axvline(j.horizon[dtype], color="0.2", ls=":", lw=1.2,
+                           label=f"comparable horizon {dtype} (step {j.horizon[dtype]})" if ax is bottom else None)
+    if np.all(j.reference_losses > 0):  # training losses fall by orders of magnitude: log scale where it can
+        _plain_log(top)
+    _plain_log(bottom)
+    top.set_ylabel("loss")
+    top.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    comparable = ", ".join(f"{d} {'to the end' if h == j.steps else 'up to step ' + str(h)}"
+                           for d, h in j.horizon.items())
+    top.set_title(f"scenario {result.part.name}: {j.steps} steps; comparable: {comparable}", fontsize=9)
+    bottom.set_ylabel("|loss difference|")
+    bottom.set_xlabel("step")
+    bottom.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    bottom.set_title("|NumPy - torch| per step (log scale) against the long-run judge's tolerance", fontsize=8)
+    return data_uri(fig, dpi)
+
+
 # ---------------------------------------------------------------- data space
 def slice_figure(s, dpi: int) -> str:
     fig = _figure(8, 3.2, left=0.6, wspace=0.25)

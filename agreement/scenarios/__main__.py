@@ -78,6 +78,9 @@ def rows(result) -> list[tuple]:
         if part.metric:
             notes.append(f"{part.metric_name} numpy {part.metric(numpy.final):.3f} "
                          f"torch {part.metric(side.final):.3f}")
+        for name, curve in side.evaluations.items():  # scenario 2's validation loss, judged after each epoch
+            notes.append(f"{name} loss after step {curve[-1][0]}: numpy {numpy.evaluations[name][-1][1]:.8g} "
+                         f"torch {curve[-1][1]:.8g}")
         verdict = "ok" if side.ok and numpy.ok else "FAIL"
         if not side.ok:
             notes.append(f"first diverges at step {side.first_failing_step}")
@@ -148,6 +151,10 @@ def main(argv=None) -> int:
                         for (label, dtype, device), curve in result.epochs.items():
                             print(f"  scenario {part.name} {label} {dtype} {device} per-epoch mean loss: "
                                   + " ".join(f"{v:.6g}" for v in curve))
+                        for side in result.judgement.sides:
+                            for name, points in side.evaluations.items():
+                                print(f"  scenario {part.name} {side.label} {side.dtype} {side.device} {name} loss "
+                                      "after each epoch: " + " ".join(f"{v:.6g}" for _, v in points))
                     if args.cost:
                         print(cost_line(result))
                     if not result.judgement.ok:

@@ -61,14 +61,16 @@ def _quadratic(short):
 
 
 def _line(short):
-    params, train, _ = data.line()
+    params, train, validation = data.line()
     # short: batches of 64 over 1000 rows, so every epoch ends with a partial batch of 40
     batch_size, steps = (64, 20) if short else (100, 100)
+    epoch_steps = -(-len(train["X"]) // batch_size)
     order = torch_side.batch_order(len(train["X"]), batch_size, steps, SEED)
-    return [Part("2", numpy_side.line(params, train, order, steps),
+    # the validation loss after every epoch (and after the last step, which ends the short run mid-epoch)
+    return [Part("2", numpy_side.line(params, train, order, steps, validation=validation, epoch_steps=epoch_steps),
                  {"DataLoader + SGD momentum": _form(torch_side.line, params, train, steps, batch_size=batch_size,
-                                                     seed=SEED)},
-                 epoch_steps=-(-len(train["X"]) // batch_size))]
+                                                     seed=SEED, validation=validation, epoch_steps=epoch_steps)},
+                 epoch_steps=epoch_steps)]
 
 
 def _blobs(short):

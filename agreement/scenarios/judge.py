@@ -125,6 +125,7 @@ class SideVerdict:
     failure: Comparison | None = None  # the first comparison that failed (its ``what`` names the step)
     seconds: float = 0.0
     final: dict = field(default_factory=dict)  # parameters after the last step
+    evaluations: dict = field(default_factory=dict)  # name -> [(step, held-out loss)], as the side computed them
 
     @property
     def ok(self) -> bool:
@@ -144,6 +145,12 @@ class Judgement:
     horizon_reason: dict  # dtype name -> why, "" when all comparable
     sides: list
     seconds: dict  # "reference", "scales", "perturbed", "compare", "numpy"
+    # name -> [(step, float64 reference's held-out loss)] (scenario 2's validation split)
+    reference_evaluations: dict = field(default_factory=dict)
+    # dtype name -> per step, the allowed |loss - reference loss| (NaN from the comparable horizon on)
+    loss_bounds: dict = field(default_factory=dict)
+    # dtype name -> name -> [(step, allowed |held-out loss - reference's|)]
+    evaluation_bounds: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -244,6 +251,23 @@ def _toward(tree, reference, factor: float):
     return tree
 
 
+def _held_out_deviation(program, runs: list, held_out: dict, expected: dict) -> dict:
+    """name -> the largest |held-out loss of a perturbed run - the reference's|: the
+    spread of the held-out losses, as ``_advance``'s of the training loss."""
+    deviation = dict.fromkeys(expected, 0.0)
+    with np.errstate(all="ignore"):
+        for params, _ in runs:
+            for name, value in expected.items():
+                try:
+                    run_value = float(program.evaluate(params, held_out[name]))
+                except ValueError:  # a run turned non-finite: far past the horizon
+                    run_value = np.nan
+                deviation[name] = max(deviation[name], abs(run_value - value))
+                if np.isnan(run_value):
+                    deviation[name] = np.inf
+    return deviation
+
+
 def _advance(program, runs: list, batch: dict, loss, grads: dict, probe_error: dict, ref: dict, new_ref: dict,
              u: float, signs, key) -> tuple:
     """One step of every perturbed run with rounding of unit roundoff ``u`` injected; returns
@@ -307,6 +331,12 @@ def judge_run(program, sides: list[Side], name: str = "", runs: int = RUNS, seed
         runners.append("reference" if is_reference else side.run or numpy_run(program, side.dtype))
     ref_losses = []
     cls = program.tolerance
+    held_out = {name: _cast(d, np.float64) for name, d in program.evaluations.items()}
+    side_held_out = {d.name: {name: _exact(v, d, f"evaluations[{name!r}]") for name, v in program.evaluations.items()}
+                     for d in dtypes}
+    reference_evaluations = {name: [] for name in held_out}
+    loss_bounds = {d.name: [] for d in dtypes}
+    evaluation_bounds = {d.name: {name: [] for name in held_out} for d in dtypes}
     for t in range(steps):
         start = clock()
         raw = program.batch(t)
@@ -315,6 +345,11 @@ def judge_run(program, sides: list[Side], name: str = "", runs: int = RUNS, seed
         ref_state_before = ref_state
         new_ref, ref_state = program.update(ref, grads, ref_state)
         ref_losses.append(float(loss))
+        # the held-out losses after this step's update (scenario 2's validation loss after each epoch)
+        ref_evals = ({name: float(program.evaluate(new_ref, v)) for name, v in held_out.items()}
+                     if program.evaluates(t) else {})
+        for name, value in ref_evals.items():
+            reference_evaluations[name].append((t, value))
         seconds["reference"] += clock() - start
         start = clock()
         # the gradient's actual rounding, once per step: the program in float32 on the reference's
@@ -368,32 +403,65 @@ def judge_run(program, sides: list[Side], name: str = "", runs: int = RUNS, seed
                 for k, v in new_ref.items():
                     floor = tolerance(cls, d, n, v, term_scale=float(np.max(np.abs(ref[k]), initial=0.0)))
                     tolerances[d.name][k] = Tolerance(floor.rtol, floor.atol, SAFETY * param_dev[k] * factor)
+            if ref_evals and rest:
+                # a held-out loss is judged as the training loss: the policy's floor on that data at the
+                # updated parameters, plus SAFETY times the perturbed runs' spread of that loss
+                eval_dev = _held_out_deviation(program, group["runs"], held_out, ref_evals)
+                for name, value in ref_evals.items():
+                    data64 = held_out[name]
+                    eval_cond = program.loss_condition(new_ref, data64) if program.loss_condition else 1.0
+                    eval_scale = program.term_scale(new_ref, data64)["loss"]
+                    for d in rest:
+                        factor = unit_roundoff(d) / group["u"]
+                        floor = tolerance(cls, d, program.reduction_length(data64), value, eval_cond,
+                                          term_scale=eval_scale)
+                        tolerances[d.name][f"{name} loss"] = Tolerance(floor.rtol, floor.atol,
+                                                                       SAFETY * eval_dev[name] * factor)
         seconds["perturbed"] += clock() - start
+        for d in dtypes:
+            tols = tolerances.get(d.name)
+            loss_bounds[d.name].append(float(tols["loss"].bound(np.float64(loss))) if tols else np.nan)
+            for name, value in ref_evals.items():
+                bound = float(tols[f"{name} loss"].bound(np.float64(value))) if tols else np.nan
+                evaluation_bounds[d.name][name].append((t, bound))
         for side, verdict, runner in zip(sides, verdicts, runners, strict=True):
             if stop_at_failure and verdict.failure is not None:
                 continue
             start = clock()
+            side_evals = {}
             if runner == "reference":
-                side_loss, side_params = float(loss), new_ref
+                side_loss, side_params, side_evals = float(loss), new_ref, ref_evals
             else:
-                side_loss, side_params = next(runner)
+                # a torch form yields (loss, params) or, with held-out data, (loss, params, {name: loss})
+                side_loss, side_params, *rest_of_step = next(runner)
+                if side.run is None and ref_evals:  # the NumPy program in the side's dtype
+                    side_evals = {name: float(program.evaluate(side_params, side_held_out[verdict.dtype][name]))
+                                  for name in ref_evals}
+                elif rest_of_step:
+                    side_evals = rest_of_step[0]
             elapsed = clock() - start
             verdict.seconds += elapsed
             if side.run is None:
                 seconds["numpy"] += elapsed
             verdict.losses.append(float(side_loss))
             verdict.final = side_params
+            for name in ref_evals:
+                if name not in side_evals:
+                    raise ValueError(f"{side.label} ({side.dtype}) gave no {name} loss at step {t}")
+                verdict.evaluations.setdefault(name, []).append((t, float(side_evals[name])))
             tols = tolerances.get(verdict.dtype)
             if tols is None or verdict.failure is not None:
                 continue
             start = clock()
             expected = {"loss": np.float64(loss), **new_ref}
             actual = {"loss": side_loss, **side_params}
-            for key in ["loss", *sorted(new_ref)]:
+            for name, value in ref_evals.items():
+                expected[f"{name} loss"], actual[f"{name} loss"] = np.float64(value), side_evals[name]
+            for key in ["loss", *sorted(new_ref), *(f"{name} loss" for name in ref_evals)]:
                 if key not in actual:
                     raise ValueError(f"{side.label} ({side.dtype}) gave no parameter {key!r} at step {t}")
                 ratio = _ratio(actual[key], np.asarray(expected[key], np.float64), tols[key])
-                what = f"step {t} {'loss' if key == 'loss' else 'param ' + key}"
+                what = f"step {t} {key if key.endswith('loss') else 'param ' + key}"
                 if ratio > verdict.worst_ratio or not verdict.worst_at:
                     verdict.worst_ratio, verdict.worst_at = ratio, what
                 if ratio > 1.0 and verdict.failure is None:
@@ -406,4 +474,5 @@ def judge_run(program, sides: list[Side], name: str = "", runs: int = RUNS, seed
         ref = new_ref
         if stop_at_failure and all(v.failure is not None for v in verdicts):
             break
-    return Judgement(name, steps, np.array(ref_losses), horizon, reason, verdicts, seconds)
+    return Judgement(name, steps, np.array(ref_losses), horizon, reason, verdicts, seconds, reference_evaluations,
+                     loss_bounds, evaluation_bounds)

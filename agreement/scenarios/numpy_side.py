@@ -14,7 +14,7 @@ sides see the same rows in the same order. This module never imports torch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,10 @@ class Program:
     reduction_length  batch -> n for the tolerance policy (agreement/tolerance.py)
     tolerance         the policy's ToleranceClass
     loss_condition    (params, batch) in float64 -> amplification of input rounding in the loss (1 if None)
+    evaluations       name -> held-out data dict (scenario 2's validation split), its loss judged as the
+                      training loss is, at ``evaluates(step)``: after every ``evaluate_every`` steps (an
+                      epoch, as the tutorials print it) and after the last step
+    evaluate          (params, data) -> the loss on held-out data, forward only, in the arrays' dtype
     """
 
     params: dict
@@ -51,6 +55,13 @@ class Program:
     reduction_length: Callable
     tolerance: ToleranceClass
     loss_condition: Callable | None = None
+    evaluations: dict = field(default_factory=dict)
+    evaluate: Callable | None = None
+    evaluate_every: int = 0
+
+    def evaluates(self, step: int) -> bool:
+        """Whether the held-out losses are computed after ``step`` (0-based)."""
+        return bool(self.evaluations) and ((step + 1) % self.evaluate_every == 0 or step == self.steps - 1)
 
 
 def check_order(order: Sequence, n: int, steps: int, side: str = "NumPy") -> list[np.ndarray]:
@@ -129,9 +140,17 @@ def quadratic(params: dict, data: dict, steps: int, lr: float = 0.1) -> Program:
                    lambda batch: batch["x"].size, ELEMENTWISE)
 
 
-def line(params: dict, data: dict, order, steps: int, lr=0.03, momentum=0.6) -> Program:
+def line_validation_loss(params: dict, data: dict):
+    """Scenario 2's validation loss, 0.5 mean((x w + b - y)^2) over the held-out split, forward only."""
+    r = data["X"] @ params["W"] + params["b"] - data["Y"]
+    return r.dtype.type(0.5) * np.mean(r * r)
+
+
+def line(params: dict, data: dict, order, steps: int, lr=0.03, momentum=0.6, validation: dict | None = None,
+         epoch_steps: int = 0, validation_loss: Callable = line_validation_loss) -> Program:
     """Scenario 2: y = x w + b, loss 0.5 mean((y_hat - y)^2) on each mini-batch: the
-    reference's MSE and its gradients times 0.5 (exact: a power of two)."""
+    reference's MSE and its gradients times 0.5 (exact: a power of two). With
+    ``validation``, the loss on that split after every ``epoch_steps`` steps and the last."""
 
     def loss_and_grads(p, batch):
         loss, grads = models.linear_regression(p, batch, "mean")
@@ -142,8 +161,13 @@ def line(params: dict, data: dict, order, steps: int, lr=0.03, momentum=0.6) -> 
         return {k: 0.5 * v for k, v in scales.linear_regression(Example(p, batch, {"reduction": "mean"})).items()}
 
     init, update = torch_sgd(lr=lr, momentum=momentum)
+    if validation is not None and epoch_steps < 1:
+        raise ValueError(f"epoch_steps (NumPy side, scenario 2) must be positive with a validation split, "
+                         f"got {epoch_steps}")
     return Program(params, steps, _batcher(data, order, steps), loss_and_grads, init, update, term_scale,
-                   lambda batch: batch["X"].shape[1] + batch["Y"].size, LINEAR_MODEL)
+                   lambda batch: batch["X"].shape[1] + batch["Y"].size, LINEAR_MODEL,
+                   evaluations={} if validation is None else {"validation": validation},
+                   evaluate=validation_loss, evaluate_every=epoch_steps)
 
 
 def classifier(params: dict, data: dict, order, steps: int, lr: float, optimizer: str = "sgd") -> Program:

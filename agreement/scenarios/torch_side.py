@@ -118,19 +118,26 @@ def quadratic(params, data, *, dtype, device, steps: int, lr: float = 0.1) -> It
 
 
 def line(params, data, *, dtype, device, steps: int, batch_size: int, seed: int, drop_last: bool = False,
-         lr: float = 0.03, momentum: float = 0.6) -> Iterator:
-    """Scenario 2: nn.Linear(1, 1), 0.5 * MSELoss, SGD with momentum, shuffled DataLoader."""
+         lr: float = 0.03, momentum: float = 0.6, validation=None, epoch_steps: int = 0) -> Iterator:
+    """Scenario 2: nn.Linear(1, 1), 0.5 * MSELoss, SGD with momentum, shuffled DataLoader.
+    With ``validation``: the loss on that split under no_grad after every ``epoch_steps``
+    steps and after the last, yielded as a third item {"validation": loss} (empty otherwise)."""
     model = _module(nn.Linear(1, 1), params, dtype, device)
     loss_fn = nn.MSELoss()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     t = _tensors(data, dtype, "cpu")
-    for xb, yb in _epochs(loader([t["X"], t["Y"]], batch_size, seed, drop_last), steps):
+    held_out = None if validation is None else _tensors(validation, dtype, device)
+    for step, (xb, yb) in enumerate(_epochs(loader([t["X"], t["Y"]], batch_size, seed, drop_last), steps)):
         xb, yb = xb.to(device), yb.to(device)
         loss = 0.5 * loss_fn(model(xb), yb)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        yield loss.item(), _export(model)
+        evaluations = {}
+        if held_out is not None and ((step + 1) % epoch_steps == 0 or step == steps - 1):
+            with torch.no_grad():
+                evaluations["validation"] = (0.5 * loss_fn(model(held_out["X"]), held_out["Y"])).item()
+        yield loss.item(), _export(model), evaluations
 
 
 def _full_batch(model, loss_fn, opt, inputs, target, steps: int) -> Iterator:
