@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from agreement.compare import assert_all
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import cases
-from agreement.run import TORCH_DTYPES
+from agreement.run import TORCH_DTYPES, devices
 from agreement.strategies import DTYPES
 from agreement.trajectory import comparable, compare_trajectories, judge, rounding_spread
 from reference import optim
@@ -188,9 +188,10 @@ def test_every_optimizer_hyperparameter_is_pinned():
         name: set(opt.defaults) for name, opt in OPTIMIZERS.items()}
 
 
+@pytest.mark.parametrize("device", devices())  # torch.optim on CUDA too where present
 @pytest.mark.parametrize("name, key", [(name, key) for name, table in PINNED.items() for key in table],
                          ids=lambda v: v)
-def test_each_hyperparameter_away_from_its_default_agrees_with_torch(name, key):
+def test_each_hyperparameter_away_from_its_default_agrees_with_torch(name, key, device):
     """Against torch.optim, and a reference that ignored the hyperparameter (kept
     torch's default) is caught: the example is one where it acts."""
     opt, case = OPTIMIZERS[name], next(c for c in TRAINABLE if c.name == "linear_regression")
@@ -198,13 +199,13 @@ def test_each_hyperparameter_away_from_its_default_agrees_with_torch(name, key):
     defaults = opt.torch_defaults()
     hyper = {**defaults, **PINNED[name][key]}
     assert hyper[key] != defaults[key]
-    assert_all(compare_trajectories(case, opt, example, hyper, PINNED_STEPS, np.float64))
+    assert_all(compare_trajectories(case, opt, example, hyper, PINNED_STEPS, np.float64, device))
 
     def ignoring(params, grads, state, **h):
         return opt.update(params, grads, state, **{**h, key: defaults[key]})
 
     ignored = compare_trajectories(case, dataclasses.replace(opt, update=ignoring), example, hyper, PINNED_STEPS,
-                                   np.float64)
+                                   np.float64, device)
     assert not all(r.ok for r in ignored), f"{name}: {key}={hyper[key]} made no difference the comparison sees"
 
 

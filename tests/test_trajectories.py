@@ -15,6 +15,7 @@ from agreement import trajectory
 from agreement.compare import assert_all
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case, Example, cases
+from agreement.run import devices
 from agreement.strategies import DTYPES
 from agreement.tolerance import ELEMENTWISE
 from agreement.trajectory import (
@@ -31,11 +32,12 @@ from torch_impl.models import FunctionModule
 MAX_STEPS = 30 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 8
 
 
+@pytest.mark.parametrize("device", devices())  # torch.optim on CUDA too where present (TF32 is off by default)
 @pytest.mark.parametrize("opt", OPTIMIZERS.values(), ids=lambda o: o.name)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", cases(trainable=True), ids=lambda c: c.name)
 @given(data=st.data())
-def test_trajectories_agree(case, dtype, opt, data):
+def test_trajectories_agree(case, dtype, opt, device, data):
     # smooth draws: bounded values, so that training stays finite, and pre-activations
     # clear of ReLU's kink, which a trajectory could otherwise cross by rounding
     example = data.draw(case.inputs(dtype, smooth=True), label="example")
@@ -53,7 +55,7 @@ def test_trajectories_agree(case, dtype, opt, data):
            and all(np.all(np.abs(v) < limit) for p in against.path for v in p.values()))
     # where the dtype resolves the case and rounding, not the math, would decide the path
     assume(comparable(case, opt, example, hyper, steps, dtype, against=against))
-    assert_all(compare_trajectories(case, opt, example, hyper, steps, dtype, against=against))
+    assert_all(compare_trajectories(case, opt, example, hyper, steps, dtype, device, against=against))
 
 
 def test_one_reference_serves_the_horizon_and_every_judge_and_refuses_other_requests(monkeypatch):
