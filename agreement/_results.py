@@ -1,6 +1,6 @@
 """What this process's gradient checks found, for the pytest plugin's end-of-run summary.
 
-A check calls ``record`` once per function, dtype and device it checked; the
+``check_gradients`` calls ``record`` once per function, dtype and device it checked; the
 plugin (agreement/pytest_plugin.py) reads ``records`` at the end of the run, and
 under pytest-xdist each worker sends its records to the controller. Records are
 plain dicts of str, int and float, so they cross process boundaries as they are.

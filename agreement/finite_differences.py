@@ -16,13 +16,13 @@ same magnitudes.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from agreement.compare import Comparison, compare
 from agreement.registry import Case, Example
+from agreement.rounding import harness_runs
 from agreement.run import term_scales
 from agreement.tolerance import SAFETY, Tolerance, unit_roundoff
 
@@ -108,8 +108,7 @@ def derivative(loss_fn, params: dict, name: str, index: tuple) -> Derivative:
     def f(offset):
         moved = np.array(base, copy=True)
         moved[index] = x + offset
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
+        with harness_runs():
             return float(loss_fn({**params, name: moved}))
 
     best, kink = None, ""
@@ -171,7 +170,7 @@ def check_finite_differences(numpy_fn, params: dict, data: dict | None = None, h
         if grad.shape != params[key].shape:
             raise AssertionError(f"{label}: your NumPy gradient of {key} has shape {grad.shape}, "
                                  f"the parameter has shape {params[key].shape}")
-        floor = tolerance(DEEP_MODEL, np.float64, n, grad)
+        floor = np.broadcast_to(tolerance(DEEP_MODEL, np.float64, n, grad).bound(grad), grad.shape)
         estimates, declined = np.full(grad.shape, np.nan), []
         for index in np.ndindex(grad.shape):
             d = derivative(loss_fn, params, key, index)
@@ -179,7 +178,7 @@ def check_finite_differences(numpy_fn, params: dict, data: dict | None = None, h
                 declined.append((index, d.declined))
                 continue
             estimates[index] = d.value
-            allowed = SAFETY * d.error + float(np.broadcast_to(floor.bound(grad), grad.shape)[index])
+            allowed = SAFETY * d.error + float(floor[index])
             if allowed > 0.1 * max(abs(grad[index]), abs(d.value)) and grad[index] != 0:
                 declined.append((index, f"unresolved: finite differences are good to +- {d.error:.2e} here"))
             if not abs(grad[index] - d.value) <= allowed:

@@ -57,7 +57,8 @@ kinds, with independent roundings:
   smoothly with the input (a vectorised exp's 1-2 ulp), so where M is the
   compared dtype torch gets its shrunk sample instead of this one.
 
-Per element, ``measured = MEASURED_SAFETY * (u / u_M) * max_j |sample_j|``.
+Per element, ``measured = MEASURED_SAFETY * max_j |sample_j|``, every sample
+already in the compared dtype's units (the M samples scaled by u / u_M).
 Every sample judges both sides, each side's own evaluation in M included. For
 torch in float32 that means torch's own rounding: the harness checks your NumPy,
 not torch's arithmetic, so torch in float32 against NumPy in float64 fails where
@@ -66,16 +67,16 @@ layer norm of width 1 cancels 718 - 718 in torch's fused backward and leaves one
 ulp, 6e-5, which no other sample shows). For NumPy in float32 it means that the
 comparison catches what float32 breaks (overflow to inf or NaN, a result
 absorbed to 0) while the rounding your formula amplifies is measured, not
-blamed: excluding the own sample left the verdict to luck (a layer norm over a
-constant row, whose float32 mean is exact at some values and not at others,
-failed at 108x on one example in 2,000), and a float32-only code path would
-show in the shrunk samples anyway. Why 32: if samples and the judged
+blamed: without its own sample the verdict would rest on luck (a layer norm
+over a constant row has a float32 mean that is exact at some values and not at
+others), and a float32-only code path shows in the shrunk samples anyway. Why 32: if samples and the judged
 error are draws from the same zero-mean distribution (Gaussian for many
 comparable roundings; one dominant rounding is no worse), the judged difference
 of two sides has standard deviation sqrt(2) sigma, and the chance that all R
 samples fall below 1/S of it is about E|Z|^R (0.8 sqrt(2) / S)^R: 5e-8 per
-element for R = 5 and S = 32, smaller for more samples (each side is judged by
-at least 5).
+element for R = 5 and S = 32, smaller for more samples (there are 7 to 9 per
+element when none is skipped: 4 to 5 of NumPy, 2 to 3 of torch, 1 against long
+double where there is one).
 
 A non-finite sample (overflow in M), a subnormal one (its precision is below
 u_M) or a run that raised (a user function that refuses float32) is no
@@ -85,15 +86,18 @@ in both precisions, as when log-sigmoid's 34 + 1.7e-15 is absorbed to 34 in
 float64 too and torch's BCE-with-logits loss at z = -34 comes out exactly 0
 (the mathematics says 1.7e-15). Such an element's error is below the rounding
 of terms that no measurement can see; the floor there takes the largest input
-magnitude as the magnitude of the terms (``evaluate`` in agreement/run.py). Measurement runs
-happen with NumPy's floating-point warnings silenced: they are not the user's
-computation in the compared dtype.
+magnitude as the magnitude of the terms (``_tolerances`` in agreement/run.py).
+Measurement runs are harness runs (``harness_runs``): their warnings, NumPy's
+floating-point ones and the user's own, are silenced and not counted as the
+user's.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,7 +127,6 @@ class Sample:
     already scaled to the compared dtype."""
 
     side: str  # "numpy" or "torch"
-    label: str  # where it was taken, for the report
     loss: float
     grads: dict
 
@@ -131,7 +134,6 @@ class Sample:
 @dataclass
 class Measurement:
     samples: list
-    unavailable: list  # labels of runs that gave no information, with why
 
     def bound(self, key: str, shape) -> np.ndarray | None:
         """Elementwise MEASURED_SAFETY * max |sample|; None when no sample has this key."""
@@ -202,10 +204,6 @@ def _error(low, high, mdtype, scale: float):
     return np.where(informative, err, np.nan)
 
 
-def _quiet(fn, *args):
-    return fn(*args)  # measure() silences warnings once around all its runs
-
-
 def nudge(example: Example, eta: float, seed: int, cache: dict | None = None) -> tuple[Example, Example]:
     """Parameters and data moved by +a and by -a relative (a in [eta/2, eta], a random
     sign and size per distinct value: ties and exact zeros stay), cast back to their
@@ -262,10 +260,29 @@ def _second_difference(plus, minus, base):
     return np.where(np.isfinite(out), out, np.nan)
 
 
+_HARNESS_RUN: ContextVar[bool] = ContextVar("harness_run", default=False)
+
+
+@contextmanager
+def harness_runs():
+    """Runs of the user's functions that the harness makes for itself (measurements, finite
+    differences): their warnings are silenced and not counted as the user's."""
+    token = _HARNESS_RUN.set(True)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        _HARNESS_RUN.reset(token)
+
+
+def in_harness_run() -> bool:
+    return _HARNESS_RUN.get()
+
+
 def measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype, **given) -> Measurement:
-    """Samples of each side's rounding in ``dtype`` (``_measure``), with the runs' warnings silenced."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
+    """Samples of each side's rounding in ``dtype`` (``_measure``), as harness runs."""
+    with harness_runs():
         return _measure(numpy_call, torch_call, example, dtype, **given)
 
 
@@ -282,15 +299,14 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
     dtype = np.dtype(dtype)
     mdtype = measurement_dtype(dtype)
     scale = unit_roundoff(dtype) / unit_roundoff(mdtype)
-    example = example.astype(dtype)
-    at_m = example.astype(mdtype)
-    samples, unavailable = [], []
+    example = example if example.dtype == dtype else example.astype(dtype)
+    at_m = example if mdtype == dtype else example.astype(mdtype)
+    samples = []
 
     def add(side, label, run, combine):
         try:
             outs = run()
-        except Exception as error:  # noqa: BLE001 - a refusal is no information, not a verdict
-            unavailable.append(f"{side} {label}: {type(error).__name__}: {error}")
+        except Exception:  # noqa: BLE001 - a refusal is no information, not a verdict
             return
         loss = combine(*(o[0] for o in outs))
         grads = {}
@@ -301,7 +317,7 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
                 if e is not None:
                     grads[k] = e
         if loss is not None:
-            samples.append(Sample(side, label, loss, grads))
+            samples.append(Sample(side, loss, grads))
 
     def lower(low, high):
         return _error(low, high, mdtype, scale)
@@ -309,28 +325,38 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
     in_dtype = mdtype == dtype
     distinct: dict = {}  # np.unique of each input, shared by the shrunk and nudged copies
 
+    evaluated = {}  # the evaluations in the compared dtype, run once when the caller has none
+
     def numpy_d():
-        return numpy_own if numpy_own is not None else _quiet(numpy_call, example)
+        if numpy_own is not None:
+            return numpy_own
+        if "numpy" not in evaluated:
+            evaluated["numpy"] = numpy_call(example)
+        return evaluated["numpy"]
 
     def torch_d():
-        return torch_own if torch_own is not None else _quiet(torch_call, example, dtype)
+        if torch_own is not None:
+            return torch_own
+        if "torch" not in evaluated:
+            evaluated["torch"] = torch_call(example, dtype)
+        return evaluated["torch"]
 
     # in the measurement precision, scaled
     add("numpy", f"at the input in {mdtype.name}",
-        lambda: (numpy_d() if in_dtype else _quiet(numpy_call, at_m),
-                 numpy64 if numpy64 is not None else _quiet(numpy_call, example.astype(np.float64))), lower)
+        lambda: (numpy_d() if in_dtype else numpy_call(at_m),
+                 numpy64 if numpy64 is not None else numpy_call(example.astype(np.float64))), lower)
     for i, eta in enumerate(NUMPY_SHRINKS):
         moved = shrink(at_m, eta, seed=i, cache=distinct)
         add("numpy", f"with parameters shrunk by {eta:.0e}",
-            lambda m=moved: (_quiet(numpy_call, m), _quiet(numpy_call, m.astype(np.float64))), lower)
+            lambda m=moved: (numpy_call(m), numpy_call(m.astype(np.float64))), lower)
     add("torch", f"at the input in {mdtype.name}",
-        lambda: ((torch_d() if in_dtype else _quiet(torch_call, at_m, mdtype)),
-                 (torch64 if torch64 is not None else _quiet(torch_call, example, np.float64))), lower)
+        lambda: ((torch_d() if in_dtype else torch_call(at_m, mdtype)),
+                 (torch64 if torch64 is not None else torch_call(example, np.float64))), lower)
 
     # against NumPy in long double, where the platform has one: the float64 error itself
     if dtype == np.float64 and EXTENDED and max(np.size(v) for v in example.params.values()) <= EXTENDED_MAX_SIZE:
         add("numpy", "against long double",
-            lambda: (numpy_d(), _quiet(numpy_call, example.astype(np.longdouble))),
+            lambda: (numpy_d(), numpy_call(example.astype(np.longdouble))),
             lambda low, high: _extended_error(low, high, input_magnitude(example)))
 
     # in the compared precision itself: noise between nearby inputs. In float32 (M is the
@@ -339,11 +365,11 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
     eta = NOISE_STEP_ULPS * 2 * unit_roundoff(dtype)
     plus, minus = nudge(example, eta, seed=len(NUMPY_SHRINKS), cache=distinct)
     add("numpy", f"noise over inputs {eta:.0e} apart in {dtype.name}",
-        lambda: (_quiet(numpy_call, plus), _quiet(numpy_call, minus), numpy_d()), _second_difference)
+        lambda: (numpy_call(plus), numpy_call(minus), numpy_d()), _second_difference)
     if in_dtype:
         moved = shrink(at_m, TORCH_SHRINK, seed=len(NUMPY_SHRINKS) + 1, cache=distinct)
         add("torch", f"with parameters shrunk by {TORCH_SHRINK:.0e}",
-            lambda: (_quiet(torch_call, moved, mdtype), _quiet(torch_call, moved, np.float64)), lower)
+            lambda: (torch_call(moved, mdtype), torch_call(moved, np.float64)), lower)
     else:
         # Inputs outside M's normal range (1e-79 underflows float32) leave the M samples
         # without information; a second noise direction keeps torch at two samples.
@@ -351,9 +377,9 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
                                         if not fits(example, mdtype) else [])
         for i, (p, m) in enumerate(directions):
             add("torch", f"noise over inputs {eta:.0e} apart in {dtype.name}" + f" ({i + 1})" * (i > 0),
-                lambda p=p, m=m: (_quiet(torch_call, p, dtype), _quiet(torch_call, m, dtype), torch_d()),
+                lambda p=p, m=m: (torch_call(p, dtype), torch_call(m, dtype), torch_d()),
                 _second_difference)
-    return Measurement(samples, unavailable)
+    return Measurement(samples)
 
 
 def input_magnitude(example: Example) -> float:
@@ -368,7 +394,9 @@ def fits(example: Example, dtype) -> bool:
     """Whether every non-zero float input is a normal number of ``dtype``."""
     info = np.finfo(dtype)
     for v in (*example.params.values(), *example.data.values()):
+        if np.asarray(v).dtype.kind != "f":
+            continue
         v = np.abs(np.asarray(v, np.float64))
-        if v.dtype.kind == "f" and np.any((v != 0) & ((v < info.smallest_normal) | (v > info.max))):
+        if np.any((v != 0) & ((v < info.smallest_normal) | (v > info.max))):
             return False
     return True

@@ -49,15 +49,11 @@ def _numpy_call(reference):
     return call
 
 
-def _compare_side(case, example, side: str, loss, grads, exp_loss, exp_grads, dtype, device,
-                  measurement: Measurement, names: dict) -> list[Comparison]:
-    """One side (``side`` "numpy" or "torch") against the float64 reference: the analytic
-    floor (normwise on each array) plus the rounding measured on this input."""
+def _tolerances(case, example, dtype, measurement: Measurement):
+    """``tol(key, actual, expected, cond)``: the analytic floor (normwise on each array) plus
+    the rounding measured on this input; what it needs of the example is computed once, for
+    every side judged against it."""
     n = case.reduction_length(example)
-    dtype_name = np.dtype(dtype).name
-    context = {"shapes": {k: tuple(v) for k, v in example.shapes().items()}, "hyper": example.hyper}
-    actual_name, expected_name = names[side], names["expected"]
-
     input_scale = input_magnitude(example)
     # A case's own analytic magnitude of its loss's terms, where it declares one: the one
     # rounding no measurement sees is a fixed one on data, (1 - y) with y = 2e-10 in
@@ -69,12 +65,24 @@ def _compare_side(case, example, side: str, loss, grads, exp_loss, exp_grads, dt
         # results that are 0 in the mathematics to the measurement alone, and float32
         # can under-measure them systematically: 1 - 2e-9 rounds to exactly 1 at every
         # nearby input (two_layer_classifier, logits [-18, 3, -18, -18]).
-        floor = tolerance(case.tolerance, dtype, n, expected, cond, loss_terms if key == "loss" else 0.0)
+        terms = loss_terms if key == "loss" else 0.0
+        floor = tolerance(case.tolerance, dtype, n, expected, cond, terms)
         fallback = measurement.degenerate(key, np.shape(expected)) & (np.asarray(actual, np.float64) != expected)
         atol = floor.atol if not np.any(fallback) else np.where(
-            fallback, tolerance(case.tolerance, dtype, n, expected, cond, term_scale=input_scale).atol, floor.atol)
+            fallback, tolerance(case.tolerance, dtype, n, expected, cond, max(terms, input_scale)).atol, floor.atol)
         measured = measurement.bound(key, np.shape(expected))
         return Tolerance(floor.rtol, atol, measured=0.0 if measured is None else measured)
+
+    return tol
+
+
+def _compare_side(case, example, side: str, loss, grads, exp_loss, exp_grads, dtype, device, tol,
+                  names: dict) -> list[Comparison]:
+    """One side (``side`` "numpy" or "torch") against the float64 reference, within ``tol``
+    (``_tolerances``)."""
+    dtype_name = np.dtype(dtype).name
+    context = {"shapes": {k: tuple(v) for k, v in example.shapes().items()}, "hyper": example.hyper}
+    actual_name, expected_name = names[side], names["expected"]
 
     def cmp(actual, expected, key, what, cond=1.0):
         expected = np.asarray(expected, np.float64)
@@ -115,9 +123,11 @@ def compare_other(case: Case, example: Example, dtype, loss, grads, label: str, 
     numpy_call, torch_call = _numpy_call(case.reference), _torch_call(case, device)
     example = example.astype(dtype)
     exp_loss, exp_grads = numpy_call(example.astype(np.float64))
-    measurement = measure(numpy_call, torch_call, example, dtype)
+    measurement = measure(numpy_call, torch_call, example, dtype, numpy64=(exp_loss, exp_grads),
+                          **({"numpy_own": (exp_loss, exp_grads)} if dtype == np.float64 else {}))
     names = {**DEFAULT_NAMES, label: f"{label} in {dtype.name}"}
-    return _compare_side(case, example, label, loss, grads, exp_loss, exp_grads, dtype, label, measurement, names)
+    return _compare_side(case, example, label, loss, grads, exp_loss, exp_grads, dtype, label,
+                         _tolerances(case, example, dtype, measurement), names)
 
 
 def evaluate(case: Case, example: Example, dtype, device: str = "cpu", reference=None,
@@ -140,11 +150,11 @@ def evaluate(case: Case, example: Example, dtype, device: str = "cpu", reference
                           torch64=(t_loss, t_grads) if dtype == np.float64 else None)
     names = {**DEFAULT_NAMES, "numpy": f"NumPy in {dtype.name}",
              "torch": f"torch autograd ({dtype.name}, {device})", **(names or {})}
+    tol = _tolerances(case, example, dtype, measurement)
     out = _compare_side(case, example, "torch", t_loss, t_grads, exp_loss, exp_grads, dtype, f"torch-{device}",
-                        measurement, names)
+                        tol, names)
     if n_out is not None:
-        out += _compare_side(case, example, "numpy", *n_out, exp_loss, exp_grads, dtype, "numpy", measurement,
-                             names)
+        out += _compare_side(case, example, "numpy", *n_out, exp_loss, exp_grads, dtype, "numpy", tol, names)
     if not all(c.ok for c in out):
         values = {"numpy64": exp_grads, "torch": t_grads, **({"numpy": n_out[1]} if n_out is not None else {})}
         from agreement import verdict  # finite_differences imports this module

@@ -61,6 +61,7 @@ from hypothesis.extra import numpy as hnp
 from hypothesis.strategies import SearchStrategy
 
 from agreement import strategies as S
+from agreement.check import _largest_size, _tolerance_class
 from agreement.compare import Comparison
 from agreement.optimizers import OptimizerCase
 from agreement.registry import Case, Example
@@ -68,7 +69,7 @@ from agreement.run import TORCH_DTYPES
 from agreement.run import devices as available_devices
 from agreement.strategies import DTYPES
 from agreement.tolerance import DEEP_MODEL, ELEMENTWISE, ToleranceClass
-from agreement.trajectory import Reference, _run, comparable_steps, judge_steps, judged_arrays
+from agreement.trajectory import Reference, comparable_steps, judge_steps, judged_arrays, reference_trajectory
 from torch_impl.models import FunctionModule
 from torch_impl.train import to_device
 
@@ -267,10 +268,6 @@ def _guarded_loss(numpy_loss, who: str):
     return loss_and_grads
 
 
-def _largest_size(example: Example) -> int:
-    return max(int(np.size(v)) for v in {**example.params, **example.data}.values())
-
-
 def _total_size(example: Example) -> int:
     return sum(int(np.size(v)) for v in example.params.values())
 
@@ -416,8 +413,7 @@ def _judge_example(setup: _Setup, example: Example, dtype, device: str, defaults
     sides = [(f"{setup.torch_name} ({dtype_name}, {device})", _torch_trajectory(setup, example, dtype, device))]
     if np.dtype(dtype) != np.float64 and numpy_side:
         try:
-            losses, path, _ = _run(setup.case, setup.opt, dict(example.params), setup.opt.init(example.params),
-                                   example, setup.hyper, setup.steps)
+            losses, path = reference_trajectory(setup.case, setup.opt, example, setup.hyper, setup.steps)
         except AssertionError as error:  # a float32 parameter returned as float64
             raise AssertionError(f"{setup.name} ({dtype_name}): {error}\n  example: {_show(example)}") from None
         sides.append((f"{YOURS} in {dtype_name}", (losses, path)))
@@ -520,7 +516,7 @@ def _build(init, update, torch_optimizer, hyper, numpy_loss, torch_loss, steps, 
         loss_name = f"your numpy_loss {numpy_name} and torch_loss {getattr(torch_loss, '__name__', '')}".rstrip()
         case = Case(name=numpy_name, kind="user", reference=_guarded_loss(numpy_loss, f"your numpy_loss {numpy_name}"),
                     twin=lambda shapes, **h: FunctionModule(torch_loss, shapes, **h), inputs=None, build=None,
-                    tolerance=tolerance, reduction_length=reduction_length or _largest_size,
+                    tolerance=_tolerance_class(tolerance), reduction_length=reduction_length or _largest_size,
                     term_scale=term_scale)
     label = name or f"{getattr(update, '__name__', 'update')} vs {torch_name}"
     setup = _Setup(case, _guarded_optimizer(init, update, label), torch_optimizer, dict(hyper), torch_options,

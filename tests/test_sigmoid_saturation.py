@@ -90,7 +90,7 @@ def test_the_strategy_draws_rows_where_the_clamp_acts(dtype):
         return _saturated_rows(example) > 0 and not all(
             c.ok for c in evaluate(CASE, example, dtype, reference=models.logistic_regression_logits))
 
-    found = find(CASE.inputs(dtype), unclamped_fails,
-                 settings=settings(max_examples=200, derandomize=True, database=None, phases=[Phase.generate],
-                                   suppress_health_check=[HealthCheck.too_slow]))
-    assert _saturated_rows(found) > 0
+    # find raises NoSuchExample when no draw in 200 reaches a saturated row the clamp acts on
+    find(CASE.inputs(dtype), unclamped_fails,
+         settings=settings(max_examples=200, derandomize=True, database=None, phases=[Phase.generate],
+                           suppress_health_check=[HealthCheck.too_slow]))

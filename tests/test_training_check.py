@@ -115,6 +115,16 @@ def test_one_example_assert_returns_its_summary():
     assert (summary.dtype, summary.examples, summary.steps) == ("float32", 1, 10)
 
 
+def test_tolerance_takes_the_same_plain_values_as_check_gradients():
+    example = Example({"w": np.array([0.5, -1.0]), "b": np.array([0.2])},
+                      {"X": np.array([[1.0, 2.0], [0.5, -1.0], [3.0, 0.0]]), "y": np.array([1.0, 0.0, 2.0])})
+    for tolerance in ("deep-model", 40):
+        summary = assert_optimizer_close(adam_init, adam_update, torch.optim.Adam, ADAM_HYPER, example, steps=5,
+                                         numpy_loss=lsq, torch_loss=lsq_torch, term_scale=lsq_terms,
+                                         tolerance=tolerance)
+        assert summary.examples == 1
+
+
 BUGS = {
     "bias correction missing": (adam_init, make_adam(bias_correction=False), torch.optim.Adam, ADAM_HYPER, 1),
     "eps inside the sqrt": (adam_init, make_adam(eps_inside_sqrt=True), torch.optim.Adam, ADAM_HYPER, 1),
