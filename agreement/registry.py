@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agreement.precision import round_to
 from agreement.tolerance import ToleranceClass
 
 
@@ -25,10 +26,11 @@ class Example:
     hyper: dict = field(default_factory=dict)
 
     def astype(self, dtype) -> Example:
-        """Floating arrays cast to ``dtype``; integer arrays (labels) kept."""
+        """Floating arrays cast to ``dtype`` (rounded to it: bfloat16 values in float32
+        arrays, agreement/precision.py); integer arrays (labels) kept."""
 
         def cast(d):
-            return {k: np.asarray(v).astype(dtype) if np.issubdtype(np.asarray(v).dtype, np.floating)
+            return {k: round_to(dtype, v) if np.issubdtype(np.asarray(v).dtype, np.floating)
                     else np.asarray(v) for k, v in d.items()}
 
         return Example(cast(self.params), cast(self.data), dict(self.hyper))

@@ -102,6 +102,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agreement import precision
 from agreement.registry import Example
 from agreement.tolerance import unit_roundoff
 
@@ -113,6 +114,7 @@ BRANCH = 2.0**-10  # a relative difference from long double past which float64 t
 EXTENDED_MAX_SIZE = 1 << 14  # long double has no BLAS: a (1000, 1000) product would take seconds
 TORCH_SHRINK = 2.0**-12  # torch's shrunk sample where M is the compared dtype
 NOISE_STEP_ULPS = 256  # the noise samples' step, in ulps of the compared dtype
+OWN_SAFETY = 2.0  # below float32: the factor on each side's own, exactly measured, rounding
 
 
 def measurement_dtype(dtype) -> np.dtype:
@@ -196,7 +198,7 @@ def _error(low, high, mdtype, scale: float):
     high = np.asarray(high, np.float64)
     if low.shape != high.shape:
         return None
-    tiny = float(np.finfo(mdtype).smallest_normal)
+    tiny = float(precision.finfo(mdtype).smallest_normal)
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.abs(low - high) * scale
         informative = (np.isfinite(low) & np.isfinite(high) & ((np.abs(low) >= tiny) | (low == 0))
@@ -380,6 +382,44 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
                 lambda p=p, m=m: (torch_call(p, dtype), torch_call(m, dtype), torch_d()),
                 _second_difference)
     return Measurement(samples)
+
+
+@dataclass
+class OwnRounding:
+    """Below float32: each side's own rounding at the input, exactly (``own_rounding``)."""
+
+    errors: dict  # side -> (loss error, {key: error}), NaN where no information
+
+    def bound(self, side: str, key: str, shape) -> tuple[np.ndarray, np.ndarray]:
+        """(OWN_SAFETY * |error|, informative) for one side's array; no information where
+        the side was not measured or the shapes differ."""
+        loss, grads = self.errors.get(side, (None, {}))
+        value = loss if key == "loss" else grads.get(key)
+        if value is None or np.shape(value) != tuple(shape):
+            return np.zeros(tuple(shape)), np.zeros(tuple(shape), bool)
+        informative = np.isfinite(value)
+        return OWN_SAFETY * np.where(informative, value, 0.0), informative
+
+
+def own_rounding(dtype, sides: dict) -> OwnRounding:
+    """``sides``: side -> (its (loss, grads) in ``dtype``, its (loss, grads) in float64 at
+    the same input). Each side's error against itself, exact: unlike a sample in another
+    precision it needs no scaling, so a result absorbed to 0 or subnormal is still its
+    own error; only a non-finite one is no information (NaN)."""
+    def error(low, high):
+        low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+        if low.shape != high.shape:
+            return None
+        with np.errstate(invalid="ignore", over="ignore"):
+            err = np.abs(low - high)
+        return np.where(np.isfinite(err), err, np.nan)
+
+    errors = {}
+    for side, ((loss, grads), (loss64, grads64)) in sides.items():
+        errors[side] = (error(loss, loss64),
+                        {k: e for k in grads if k in grads64 and grads[k] is not None and grads64[k] is not None
+                         and (e := error(grads[k], grads64[k])) is not None})
+    return OwnRounding(errors)
 
 
 def input_magnitude(example: Example) -> float:

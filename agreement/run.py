@@ -2,20 +2,66 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
+from agreement import precision
 from agreement.compare import Comparison, compare
+from agreement.precision import BFLOAT16, TF32, resolve
 from agreement.registry import Case, Example
-from agreement.rounding import Measurement, input_magnitude, measure
+from agreement.rounding import Measurement, OwnRounding, harness_runs, input_magnitude, measure, own_rounding
 from agreement.tolerance import Tolerance, tolerance
 from torch_impl import train
 
-TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
+                np.dtype(np.float16): torch.float16, BFLOAT16: torch.bfloat16, TF32: torch.float32}
 
 
-def devices() -> list[str]:
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+def torch_dtype(dtype) -> torch.dtype:
+    dtype = resolve(dtype)
+    if dtype not in TORCH_DTYPES:
+        raise ValueError(f"dtype: torch has no {precision.name(dtype)}; expected one of "
+                         f"{[precision.name(d) for d in TORCH_DTYPES]}")
+    return TORCH_DTYPES[dtype]
+
+
+@contextmanager
+def torch_precision(dtype):
+    """TF32 switched on for TF32 runs (torch's matmul and cuDNN flags, restored after) and
+    off for every other run, so that float32 means float32 on a GPU."""
+    on = resolve(dtype) is TF32
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def devices(dtype=None) -> list[str]:
+    """The devices present, of those ``dtype`` runs on (TF32: CUDA only)."""
+    present = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    dtype = None if dtype is None else resolve(dtype)
+    return [d for d in present if not isinstance(dtype, precision.Precision) or d in dtype.devices]
+
+
+class Unresolvable(Exception):
+    """The example is beyond what the compared precision can represent (a float16 loss
+    of 7e5): a skip with this reason, counted, never a silent pass."""
+
+
+def check_resolvable(dtype, loss, grads) -> None:
+    """Raise Unresolvable when a float64 reference value overflows ``dtype``."""
+    if not precision.is_low(dtype):
+        return
+    largest = float(precision.finfo(dtype).max)
+    for key, value in [("loss", loss), *((f"grad {k}", v) for k, v in sorted(grads.items()))]:
+        v = np.abs(np.asarray(value, np.float64))
+        if v.size and np.max(v, initial=0.0) > largest:
+            raise Unresolvable(f"{precision.name(dtype)} cannot hold the reference's {key.split()[0]} "
+                               f"(|value| up to {np.max(v):.3g}, largest {precision.name(dtype)} {largest:.6g})")
 
 
 def expected(case: Case, example: Example):
@@ -34,10 +80,12 @@ def _torch_call(case: Case, device: str):
     modules = {}
 
     def call(example: Example, dtype):
-        torch_dtype = TORCH_DTYPES[np.dtype(dtype)]
-        if torch_dtype not in modules:
-            modules[torch_dtype] = train.build(case.twin, example.params, example.hyper, device, torch_dtype)
-        return train.loss_and_grads_of(modules[torch_dtype], example.params, example.data, device, torch_dtype)
+        tdtype = torch_dtype(dtype)
+        if tdtype not in modules:
+            modules[tdtype] = train.build(case.twin, example.params, example.hyper, device, tdtype)
+        with torch_precision(dtype):
+            loss, grads = train.loss_and_grads_of(modules[tdtype], example.params, example.data, device, tdtype)
+        return loss, grads
 
     return call
 
@@ -49,18 +97,20 @@ def _numpy_call(reference):
     return call
 
 
-def _tolerances(case, example, dtype, measurement: Measurement):
-    """``tol(key, actual, expected, cond)``: the analytic floor (normwise on each array) plus
-    the rounding measured on this input; what it needs of the example is computed once, for
-    every side judged against it."""
+def _tolerances(case, example, dtype, measurement: Measurement | OwnRounding):
+    """``tol(key, actual, expected, cond, side)``: the analytic floor (normwise on each array)
+    plus the rounding measured on this input; what it needs of the example is computed once,
+    for every side judged against it."""
     n = case.reduction_length(example)
     input_scale = input_magnitude(example)
+    if isinstance(measurement, OwnRounding):
+        return _own_tolerances(case, dtype, n, input_scale, measurement)
     # A case's own analytic magnitude of its loss's terms, where it declares one: the one
     # rounding no measurement sees is a fixed one on data, (1 - y) with y = 2e-10 in
     # BCE-with-logits, which float32 absorbs whole and no nearby input re-rounds.
     loss_terms = term_scales(case, example).get("loss", 0.0)
 
-    def tol(key, actual, expected, cond=1.0):
+    def tol(key, actual, expected, cond=1.0, side=None):
         # normwise: relative to the array's largest element. An elementwise floor leaves
         # results that are 0 in the mathematics to the measurement alone, and float32
         # can under-measure them systematically: 1 - 2e-9 rounds to exactly 1 at every
@@ -76,11 +126,30 @@ def _tolerances(case, example, dtype, measurement: Measurement):
     return tol
 
 
+def _own_tolerances(case, dtype, n: int, input_scale: float, own: OwnRounding):
+    """Below float32 (agreement/rounding.py, ``own_rounding``): each side is allowed twice its
+    own rounding at this input, |side in dtype - side in float64|, plus the float64 floor for
+    the difference of the two float64 functions (underflow included: the own rounding is
+    measured); where its own rounding is no information (non-finite, absorbed to 0,
+    subnormal), the dtype's analytic floor."""
+
+    def tol(key, actual, expected, cond=1.0, side=None):
+        floor = tolerance(case.tolerance, dtype, n, expected, cond)
+        gap = tolerance(case.tolerance, np.float64, n, expected, cond, input_scale)
+        rounding, informative = own.bound(side, key, np.shape(expected))
+        atol = np.where(informative, gap.atol, floor.atol)
+        rtol = np.where(informative, gap.rtol, floor.rtol)
+        # rtol folded into atol: Tolerance's rtol is one number per array
+        return Tolerance(0.0, atol + rtol * np.abs(expected), measured=rounding)
+
+    return tol
+
+
 def _compare_side(case, example, side: str, loss, grads, exp_loss, exp_grads, dtype, device, tol,
                   names: dict) -> list[Comparison]:
     """One side (``side`` "numpy" or "torch") against the float64 reference, within ``tol``
     (``_tolerances``)."""
-    dtype_name = np.dtype(dtype).name
+    dtype_name = precision.name(dtype)
     context = {"shapes": {k: tuple(v) for k, v in example.shapes().items()}, "hyper": example.hyper}
     actual_name, expected_name = names[side], names["expected"]
 
@@ -89,7 +158,7 @@ def _compare_side(case, example, side: str, loss, grads, exp_loss, exp_grads, dt
         if np.shape(actual) != expected.shape:
             raise AssertionError(f"{case.name}: {what} from {actual_name} has shape {np.shape(actual)}, but "
                                  f"{expected_name} has shape {expected.shape}")
-        return compare(actual, expected, tol(key, actual, expected, cond), case=case.name, what=what,
+        return compare(actual, expected, tol(key, actual, expected, cond, side), case=case.name, what=what,
                        dtype=dtype_name, device=device, context=context, actual_name=actual_name,
                        expected_name=expected_name)
 
@@ -119,37 +188,79 @@ def compare_other(case: Case, example: Example, dtype, loss, grads, label: str, 
     """A third implementation's ``loss`` and ``grads`` (in ``dtype``, on ``example``) against
     the float64 reference, judged as torch is: the floor plus the rounding measured on
     the reference and on torch (e.g. the reference's fast path, reference/fast.py)."""
-    dtype = np.dtype(dtype)
+    dtype = resolve(dtype)
     numpy_call, torch_call = _numpy_call(case.reference), _torch_call(case, device)
     example = example.astype(dtype)
     exp_loss, exp_grads = numpy_call(example.astype(np.float64))
+    if precision.is_low(dtype):
+        raise ValueError("compare_other: only float32 and float64 third implementations")
     measurement = measure(numpy_call, torch_call, example, dtype, numpy64=(exp_loss, exp_grads),
                           **({"numpy_own": (exp_loss, exp_grads)} if dtype == np.float64 else {}))
-    names = {**DEFAULT_NAMES, label: f"{label} in {dtype.name}"}
+    names = {**DEFAULT_NAMES, label: f"{label} in {precision.name(dtype)}"}
     return _compare_side(case, example, label, loss, grads, exp_loss, exp_grads, dtype, label,
                          _tolerances(case, example, dtype, measurement), names)
 
 
+def _low_numpy(numpy_call, example: Example, dtype):
+    """NumPy's run in a low precision. It ran in float64 already, so an exception here is
+    the precision's (the reference's "the loss overflows float16"): the example is
+    beyond NumPy in that precision, a counted skip."""
+    try:
+        return numpy_call(example)
+    except (ValueError, ArithmeticError) as error:
+        raise Unresolvable(f"NumPy in {precision.name(dtype)} raised {type(error).__name__}: "
+                           f"{str(error).splitlines()[0][:120]}") from error
+
+
+def _check_finite(side: str, loss, grads, exp_loss, exp_grads) -> None:
+    """A side that overflows (inf, NaN) where the float64 reference is finite and within the
+    precision's range cannot be compared there: a counted skip naming the side, never a pass."""
+    for key, value, reference in [("loss", loss, exp_loss),
+                                  *((f"grad {k}", grads.get(k), v) for k, v in sorted(exp_grads.items()))]:
+        if value is None or np.shape(value) != np.shape(reference):
+            continue
+        bad = ~np.isfinite(np.asarray(value, np.float64)) & np.isfinite(np.asarray(reference, np.float64))
+        if np.any(bad):
+            raise Unresolvable(f"{side} is not finite at {key} ({int(bad.sum())} of {bad.size} elements) "
+                               "where the float64 reference is")
+
+
 def evaluate(case: Case, example: Example, dtype, device: str = "cpu", reference=None,
              names: dict | None = None) -> list[Comparison]:
-    """Torch (``device``) in ``dtype``, and NumPy in ``dtype`` when that is not float64,
-    each compared with the float64 NumPy reference, within the analytic floor plus
-    the rounding measured on this example (agreement/rounding.py). ``reference``
+    """Torch (``device``) in ``dtype``, and NumPy in ``dtype`` when that is not float64
+    and NumPy has it, each compared with the float64 NumPy reference, within the
+    analytic floor plus the rounding measured on this example (agreement/rounding.py;
+    below float32, each side's own rounding: ``own_rounding``). Raises Unresolvable
+    where the precision cannot hold the reference's values or a side overflows in
+    it. ``reference``
     overrides the case's NumPy function (used to show the comparison catches a
     wrong one); ``names``: what reports call "numpy", "torch" and "expected"."""
-    dtype = np.dtype(dtype)
+    dtype = resolve(dtype)
+    if isinstance(dtype, precision.Precision) and device not in dtype.devices:
+        raise ValueError(f"device: {dtype.name} runs on {' and '.join(dtype.devices)} only, not {device!r}")
     numpy_call, torch_call = _numpy_call(reference or case.reference), _torch_call(case, device)
     example = example.astype(dtype)
     ex64 = example.astype(np.float64)
     exp_loss, exp_grads = numpy_call(ex64)
+    check_resolvable(dtype, exp_loss, exp_grads)
     t_loss, t_grads = torch_call(example, dtype)
-    n_out = numpy_call(example) if dtype != np.float64 else None
-    measurement = measure(numpy_call, torch_call, example, dtype, numpy_own=n_out or (exp_loss, exp_grads),
-                          numpy64=(exp_loss, exp_grads),
-                          torch_own=(t_loss, t_grads),
-                          torch64=(t_loss, t_grads) if dtype == np.float64 else None)
     names = {**DEFAULT_NAMES, "numpy": f"NumPy in {dtype.name}",
              "torch": f"torch autograd ({dtype.name}, {device})", **(names or {})}
+    if precision.is_low(dtype):
+        n_out = _low_numpy(numpy_call, example, dtype) if precision.numpy_computes_in(dtype) else None
+        _check_finite(names["torch"], t_loss, t_grads, exp_loss, exp_grads)
+        if n_out is not None:
+            _check_finite(names["numpy"], *n_out, exp_loss, exp_grads)
+        with harness_runs():
+            t64 = torch_call(example, np.float64)
+        measurement = own_rounding(dtype, {"torch": ((t_loss, t_grads), t64),
+                                           **({"numpy": (n_out, (exp_loss, exp_grads))} if n_out else {})})
+    else:
+        n_out = numpy_call(example) if dtype != np.float64 else None
+        measurement = measure(numpy_call, torch_call, example, dtype, numpy_own=n_out or (exp_loss, exp_grads),
+                              numpy64=(exp_loss, exp_grads),
+                              torch_own=(t_loss, t_grads),
+                              torch64=(t_loss, t_grads) if dtype == np.float64 else None)
     tol = _tolerances(case, example, dtype, measurement)
     out = _compare_side(case, example, "torch", t_loss, t_grads, exp_loss, exp_grads, dtype, f"torch-{device}",
                         tol, names)

@@ -12,17 +12,27 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from agreement import precision
+
 DTYPES = (np.float64, np.float32)
+
+
+def _width(dtype) -> int:
+    return precision.storage(dtype).itemsize * 8
 
 
 def reals(dtype, bound: float, low: float | None = None):
     """Finite floats of ``dtype`` in [low, bound] (low defaults to -bound); the
-    bounds are rounded to the nearest value ``dtype`` represents."""
-    width = 32 if np.dtype(dtype) == np.float32 else 64
+    bounds are rounded to the nearest value ``dtype`` represents. ``dtype`` may be
+    a precision NumPy lacks (agreement/precision.py: bfloat16 values in float32)."""
     low = -bound if low is None else low
-    low, bound = (float(np.asarray(v, dtype=dtype)) for v in (low, bound))
-    return st.floats(low, bound, width=width,
-                     allow_nan=False, allow_infinity=False, allow_subnormal=False)
+    low, bound = (float(precision.round_to(dtype, v)) for v in (low, bound))
+    drawn = st.floats(low, bound, width=_width(dtype), allow_nan=False, allow_infinity=False,
+                      allow_subnormal=False)
+    if precision.storage(dtype) == precision.resolve(dtype):
+        return drawn
+    # rounding is monotonic and the bounds are representable: the draw stays in [low, bound]
+    return drawn.map(lambda v: float(precision.round_to(dtype, v)))
 
 
 def arrays(dtype, shape, bound: float = 100.0, low: float | None = None):
@@ -30,7 +40,7 @@ def arrays(dtype, shape, bound: float = 100.0, low: float | None = None):
 
 
 def scalar(dtype, bound: float = 100.0, low: float | None = None):
-    return reals(dtype, bound, low).map(lambda v: np.asarray(v, dtype=dtype))
+    return reals(dtype, bound, low).map(lambda v: precision.round_to(dtype, v))
 
 
 def dims(low: int = 1, high: int = 5):
@@ -49,7 +59,7 @@ def hyper_value(dtype, low: float, high: float):
 
 def _in_dtype(dtype, value: float) -> float:
     """``value`` rounded to ``dtype``: hnp.arrays refuses an element that storing would change."""
-    return float(np.asarray(value, dtype=dtype))
+    return float(precision.round_to(dtype, value))
 
 
 def kinky_arrays(dtype, shape, bound: float = 10.0, low: float | None = None, kinks=(0.0,)):
@@ -102,11 +112,12 @@ def probabilities(dtype, shape):
     usually does not, so a disagreement at 0 or 1 measures the clamp, not the
     gradient. Where the closed [0, 1] is wanted, draw ``arrays(dtype, shape, 1.0, 0.0)``.
     """
-    info = np.finfo(dtype)
-    one = np.asarray(1.0, dtype=dtype)
-    edges = sorted({float(info.tiny), float(info.eps), float(one - info.eps), float(np.nextafter(one, 0 * one))})
-    width = 32 if np.dtype(dtype) == np.float32 else 64
-    inside = st.floats(0.0, 1.0, exclude_min=True, exclude_max=True, width=width, allow_subnormal=False)
+    info = precision.finfo(dtype)
+    # 1 - eps and the largest value below 1 (1 - eps/2: the spacing halves below 1)
+    edges = sorted({float(info.tiny), float(info.eps), 1 - float(info.eps), 1 - float(info.eps) / 2})
+    inside = st.floats(0.0, 1.0, exclude_min=True, exclude_max=True, width=_width(dtype), allow_subnormal=False)
+    if precision.storage(dtype) != precision.resolve(dtype):
+        inside = inside.map(lambda v: float(precision.round_to(dtype, v))).filter(lambda v: 0 < v < 1)
     return hnp.arrays(dtype, shape, elements=st.sampled_from(edges) | inside)
 
 
@@ -120,7 +131,7 @@ def positive(dtype, shape, bound: float = 100.0, low: float | None = None):
     float32 for x below about 1e-19). A ``low`` that is not positive once rounded
     to ``dtype``, or is subnormal there, raises ValueError.
     """
-    tiny = float(np.finfo(dtype).tiny)
+    tiny = float(precision.finfo(dtype).tiny)
     low = tiny if low is None else low
     if not _in_dtype(dtype, low) >= tiny:
         raise ValueError(f"positive: low={low} is not a positive normal {np.dtype(dtype).name}")

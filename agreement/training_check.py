@@ -65,7 +65,8 @@ from agreement.check import _largest_size, _tolerance_class
 from agreement.compare import Comparison
 from agreement.optimizers import OptimizerCase
 from agreement.registry import Case, Example
-from agreement.run import TORCH_DTYPES
+from agreement import precision
+from agreement.run import TORCH_DTYPES, torch_dtype
 from agreement.run import devices as available_devices
 from agreement.strategies import DTYPES
 from agreement.tolerance import DEEP_MODEL, ELEMENTWISE, ToleranceClass
@@ -282,7 +283,7 @@ def _torch_name(optimizer) -> str:
 
 def _torch_trajectory(setup: _Setup, example: Example, dtype, device: str):
     """Losses before each step and parameters after it, torch.optim in ``dtype`` on ``device``."""
-    tdtype = TORCH_DTYPES[np.dtype(dtype)]
+    tdtype = torch_dtype(dtype)
     params = {k: torch.tensor(np.asarray(v), dtype=tdtype, device=device, requires_grad=True)
               for k, v in example.params.items()}
     data = to_device(example.data, device, tdtype)
@@ -378,7 +379,7 @@ def _failure(setup: _Setup, example: Example, step_results, dtype, actual_name: 
     lines += [
         f"  worst element{at}: {actual_name} gave {worst.actual!r} where {expected_name} gave {worst.expected!r}",
         f"  abs error {worst.abs_err:.3e}, rel error {worst.rel_err:.3e}; allowed {worst.allowed:.3e} "
-        f"({worst.ratio:.3g}x the tolerance: {np.dtype(dtype).name} rounding of this step"
+        f"({worst.ratio:.3g}x the tolerance: {precision.name(dtype)} rounding of this step"
         + (f" and of the {t} before it, propagated)" if t else ")"),
     ]
     if len(failed) > 1:
@@ -408,10 +409,10 @@ def _judge_example(setup: _Setup, example: Example, dtype, device: str, defaults
                                       against=against)
     if judged == 0:
         return _Outcome(0, reason)
-    dtype_name = np.dtype(dtype).name
+    dtype_name = precision.name(dtype)
     expected_name = f"{YOURS} (float64)"
     sides = [(f"{setup.torch_name} ({dtype_name}, {device})", _torch_trajectory(setup, example, dtype, device))]
-    if np.dtype(dtype) != np.float64 and numpy_side:
+    if precision.resolve(dtype) != np.float64 and precision.numpy_computes_in(dtype) and numpy_side:
         try:
             losses, path = reference_trajectory(setup.case, setup.opt, example, setup.hyper, setup.steps)
         except AssertionError as error:  # a float32 parameter returned as float64
@@ -548,7 +549,7 @@ def assert_optimizer_close(init, update, torch_optimizer, hyper: dict, example: 
     setup, defaults = _build(init, update, torch_optimizer, hyper, numpy_loss, torch_loss, steps, torch_options,
                              tolerance, reduction_length, term_scale, name)
     dtype = _check_dtypes([dtype])[0]
-    summary = TrajectorySummary(setup.name, np.dtype(dtype).name, device, setup.steps)
+    summary = TrajectorySummary(setup.name, precision.name(dtype), device, setup.steps)
     summary.record(_judge_example(setup, _check_example(example, "example"), dtype, device, defaults))
     _verdict([summary])
     return summary
@@ -558,12 +559,12 @@ def _check_dtypes(dtypes) -> list:
     out = []
     for d in dtypes:
         try:
-            d = np.dtype(d)
+            d = precision.resolve(d)
         except TypeError as error:
             raise TypeError(f"dtypes: {d!r} is not a dtype") from error
         if d not in TORCH_DTYPES:
-            raise ValueError(f"dtypes: {d} is not one of {[t.name for t in TORCH_DTYPES]}")
-        out.append(d.type)
+            raise ValueError(f"dtypes: {d} is not one of {[precision.name(t) for t in TORCH_DTYPES]}")
+        out.append(d if isinstance(d, precision.Precision) else d.type)
     if not out:
         raise ValueError("dtypes is empty: nothing would be checked")
     return out
@@ -645,7 +646,7 @@ def check_optimizer(init, update, torch_optimizer, hyper: dict, *, inputs=None, 
     summaries, failures = [], []
     for dtype in dtypes:
         for device in devices:
-            summary = TrajectorySummary(setup.name, np.dtype(dtype).name, device, setup.steps)
+            summary = TrajectorySummary(setup.name, precision.name(dtype), device, setup.steps)
             summaries.append(summary)
             try:
                 if fixed is not None:

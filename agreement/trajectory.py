@@ -34,10 +34,13 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import torch
 
+from agreement import precision
 from agreement.compare import Comparison, compare
 from agreement.registry import Case, Example
-from agreement.run import TORCH_DTYPES, term_scales
+from agreement.rounding import OWN_SAFETY
+from agreement.run import Unresolvable, term_scales, torch_dtype, torch_precision
 from agreement.tolerance import SAFETY, Tolerance, tolerance, unit_roundoff
 from torch_impl import train
 
@@ -169,7 +172,7 @@ class Reference:
     ``judge_steps`` for every side and device judged in that dtype."""
 
     def __init__(self, case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype, without_grad=()):
-        self.case, self.opt, self.opt_hyper, self.steps, self.dtype = case, opt, opt_hyper, steps, np.dtype(dtype)
+        self.case, self.opt, self.opt_hyper, self.steps, self.dtype = case, opt, opt_hyper, steps, precision.resolve(dtype)
         self.example, self.without_grad = example.astype(dtype), without_grad
         ex64 = self.example.astype(np.float64)
         self.losses, self.path, self.states = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64,
@@ -190,7 +193,7 @@ class Reference:
             raise ValueError(f"this Reference is of {self.case.name} with {self.opt.name} {self.opt_hyper}, "
                              f"{self.steps} steps in {self.dtype.name}, from its own example: not of the "
                              f"trajectory asked about ({case.name} with {opt.name} {opt_hyper}, {steps} steps in "
-                             f"{np.dtype(dtype).name})")
+                             f"{precision.name(dtype)})")
 
 
 def _request_key(case, opt, example: Example, opt_hyper: dict, steps: int, dtype, without_grad) -> tuple:
@@ -198,7 +201,7 @@ def _request_key(case, opt, example: Example, opt_hyper: dict, steps: int, dtype
     arrays = tuple((k, np.asarray(v).dtype.str, np.shape(v), np.asarray(v).tobytes())
                    for part in (example.params, example.data) for k, v in sorted(part.items()))
     return (case, opt, arrays, repr(example.hyper), repr(sorted(opt_hyper.items())), steps,
-            np.dtype(dtype).str, repr([sorted(names) for names in without_grad]))
+            precision.name(dtype), repr([sorted(names) for names in without_grad]))
 
 
 def _reference(against: Reference | None, case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
@@ -220,15 +223,21 @@ def judged_arrays(params: dict, loss: bool = True) -> list[tuple[str, str | None
 
 
 def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
-                reference=None, without_grad=(), against: Reference | None = None) -> list[list[Comparison]]:
+                reference=None, without_grad=(), against: Reference | None = None,
+                own64=None) -> list[list[Comparison]]:
     """Judge a trajectory (losses before each step, parameters after it) against the
     float64 reference: one list of comparisons per step, up to and including the
     first step that diverged. Each comparison names its step. ``without_grad[t]``:
     names of the parameters that got no gradient at step t. The loss is judged only
     where ``case.compare_loss``. ``reference``: another NumPy function to take the
     expected trajectory from (the rounding spread stays the case's own). ``against``:
-    the ``Reference`` of this request, when the caller has it."""
+    the ``Reference`` of this request, when the caller has it. Below float32 the judged
+    side's own run in float64, ``own64`` (losses, parameters), is required:
+    ``_judge_low_precision``."""
     steps = len(losses)
+    if precision.is_low(dtype):
+        return _judge_low_precision(case, opt, example, opt_hyper, dtype, losses, params, device, reference,
+                                    without_grad, own64)
     against = _reference(against, case, opt, example, opt_hyper, steps, dtype, without_grad)
     example = against.example
     ex64 = example.astype(np.float64)
@@ -239,7 +248,7 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
     # how rounding spreads is a property of the true reference
     loss_spread, param_spread = against.spread
     n = case.reduction_length(example)
-    dtype_name = np.dtype(dtype).name
+    dtype_name = precision.name(dtype)
     context = {"shapes": example.shapes(), "hyper": example.hyper, "optimizer": (opt.name, opt_hyper)}
     step_results = []
     for t in range(steps):
@@ -267,6 +276,63 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
     return step_results
 
 
+def _judge_low_precision(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device,
+                         reference, without_grad, own64) -> list[list[Comparison]]:
+    """Below float32 the analytic spread (``rounding_spread``) bounds every step's rounding
+    at u times its terms, which bfloat16's u = 2^-8 turns into a horizon of one step. As
+    for single evaluations (agreement/rounding.py, ``own_rounding``), each side's own
+    rounding is measured instead: the same side run in float64 from the same start. At
+    step t the side may differ from the float64 reference by OWN_SAFETY times its own
+    drift |θ_t(dtype) - θ_t(side in float64)| plus the float64 bound of step t (the two
+    float64 runs' difference). Judging stops at the measured horizon: the first step
+    whose own drift exceeds sqrt(u) max(1, |θ|), the rule of ``comparable_steps``, where
+    rounding, not the math, decides the trajectory."""
+    if own64 is None:
+        raise ValueError(f"judging a trajectory in {precision.name(dtype)} needs the same side's float64 run "
+                         "(own64): its own rounding is the measure")
+    steps = len(losses)
+    example = example.astype(dtype)
+    ex64 = example.astype(np.float64)
+    exp_losses, exp_params, _ = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64, opt_hyper, steps,
+                                     reference, without_grad=without_grad)
+    own_losses, own_params = own64
+    n = case.reduction_length(example)
+    limit = np.sqrt(unit_roundoff(dtype))
+    context = {"shapes": example.shapes(), "hyper": example.hyper, "optimizer": (opt.name, opt_hyper)}
+    step_results = []
+    for t in range(steps):
+        drifts = {k: np.abs(np.asarray(params[t][k], np.float64) - own_params[t][k]) for k in params[t]}
+        beyond = [k for k, d in sorted(drifts.items())
+                  if not np.all(d <= limit * max(1.0, float(np.max(np.abs(own_params[t][k]), initial=0.0))))]
+        if beyond:
+            if t == 0:
+                finite = all(np.all(np.isfinite(params[0][k])) for k in params[0])
+                raise Unresolvable(
+                    f"{device} in {precision.name(dtype)}: " + (
+                        f"rounding alone moves {beyond[0]!r} by more than sqrt(u) = {limit:.2g} times max(1, "
+                        f"|{beyond[0]}|) in the first step" if finite else
+                        "the first step's parameters are not finite where the side's float64 run's are"))
+            break
+        before = ex64.with_params(ex64.params if t == 0 else exp_params[t - 1])
+        results = []
+        for array, name in judged_arrays(exp_params[t], case.compare_loss):
+            if name is None:
+                actual, expected, own = losses[t], exp_losses[t], own_losses[t]
+                terms = term_scales(case, before).get("loss", 0.0)
+            else:
+                actual, expected, own = params[t][name], exp_params[t][name], own_params[t][name]
+                terms = float(np.max(np.abs(before.params[name]), initial=0.0))
+            gap = tolerance(case.tolerance, np.float64, n, expected, term_scale=terms)
+            drift = np.abs(np.asarray(actual, np.float64) - np.asarray(own, np.float64))
+            allowed = Tolerance(gap.rtol, gap.atol, measured=OWN_SAFETY * drift)
+            results.append(compare(actual, expected, allowed, case=case.name, what=f"step {t} {array}",
+                                   dtype=precision.name(dtype), device=device, context=context))
+        step_results.append(results)
+        if not all(r.ok for r in results):
+            break
+    return step_results
+
+
 def judge(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
           reference=None, without_grad=(), against: Reference | None = None) -> list[Comparison]:
     """The comparisons of the first step that diverged, or of the last step when none did."""
@@ -278,10 +344,22 @@ def trajectory_steps(case: Case, opt, example: Example, opt_hyper: dict, steps: 
                      device: str = "cpu", reference=None, against: Reference | None = None) -> list[list[Comparison]]:
     """torch.optim's trajectory in ``dtype`` on ``device``, judged step by step by ``judge_steps``."""
     cast = example.astype(dtype)
-    losses, params = train.train(case.twin, cast.params, cast.data, cast.hyper, opt.torch_name, opt_hyper,
-                                 steps, device, TORCH_DTYPES[np.dtype(dtype)])
+    own64 = None
+    if precision.is_low(dtype):
+        own64 = train.train(case.twin, cast.params, cast.data, cast.hyper, opt.torch_name, opt_hyper, steps,
+                            device, torch.float64)
+    try:
+        with torch_precision(dtype):
+            losses, params = train.train(case.twin, cast.params, cast.data, cast.hyper, opt.torch_name, opt_hyper,
+                                         steps, device, torch_dtype(dtype))
+    except RuntimeError as error:
+        if own64 is None:
+            raise
+        # the same run succeeded in float64: the failure is the precision's (a NaN reached BCELoss)
+        raise Unresolvable(f"torch-{device} in {precision.name(dtype)} raised: {str(error).splitlines()[0][:120]}"
+                           ) from error
     return judge_steps(case, opt, example, opt_hyper, dtype, losses, params, f"torch-{device}", reference,
-                       against=against)
+                       against=against, own64=own64)
 
 
 def compare_trajectories(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
@@ -312,7 +390,7 @@ def comparable_steps(case: Case, opt, example: Example, hyper: dict, steps: int,
     ``Reference`` of this request, which the judge then reuses.
     """
     against = _reference(against, case, opt, example, hyper, steps, dtype, without_grad)
-    name = np.dtype(dtype).name
+    name = precision.name(dtype)
     start = against.example
     resolved = steps
     if case.valid:
@@ -320,6 +398,9 @@ def comparable_steps(case: Case, opt, example: Example, hyper: dict, steps: int,
             start.with_params(p), dtype)), steps + 1) - 1
         if resolved < 0:
             return 0, f"{name} does not resolve {case.name} at the initial parameters (Case.valid)"
+    if precision.is_low(dtype):
+        # measured where the trajectory is judged (``_judge_low_precision``)
+        return (steps, "") if resolved == steps else (resolved, _leaves(resolved, name, case))
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             _, spread = against.spread
@@ -335,9 +416,13 @@ def comparable_steps(case: Case, opt, example: Example, hyper: dict, steps: int,
                            f"more than sqrt(u) = {limit:.1e} times max(1, |{k}|) = {scale:.3g}: from step {t + 1} "
                            f"on the math no longer decides the trajectory, and neither side can be judged wrong")
     if resolved < steps:
-        return resolved, (f"after step {resolved + 1} the parameters leave where {name} resolves {case.name} "
-                          f"(Case.valid): from step {resolved + 1} on the dtype, not the math, decides the trajectory")
+        return resolved, _leaves(resolved, name, case)
     return steps, ""
+
+
+def _leaves(resolved: int, name: str, case: Case) -> str:
+    return (f"after step {resolved + 1} the parameters leave where {name} resolves {case.name} "
+            f"(Case.valid): from step {resolved + 1} on the dtype, not the math, decides the trajectory")
 
 
 def comparable(case: Case, opt, example: Example, hyper: dict, steps: int, dtype, without_grad=(),

@@ -21,8 +21,9 @@ def floating(name: str, value, *, ndim: int | None = None, shape: tuple | None =
         raise ValueError(f"{name} is missing")
     arr = np.asarray(value)
     # long double too: the harness measures float64's rounding against it (agreement/rounding.py)
-    if arr.dtype not in (np.float32, np.float64, np.longdouble):
-        raise TypeError(f"{name} must have a floating dtype (float32, float64 or long double), got {arr.dtype}")
+    if arr.dtype not in (np.float16, np.float32, np.float64, np.longdouble):
+        raise TypeError(f"{name} must have a floating dtype (float16, float32, float64 or long double), "
+                        f"got {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if shape is not None:
@@ -96,11 +97,15 @@ def reduce(values: np.ndarray, reduction: str):
     """Apply a loss reduction; returns (loss, d loss / d values scale).
 
     Finite inputs whose loss overflows the dtype raise instead of returning inf."""
+    # float16 accumulates in float32 and rounds the result once, as torch's reductions and
+    # mixed-precision training do: a float16 running sum overflows at 65504 long before a mean does
+    accumulate = np.float32 if values.dtype == np.float16 else values.dtype
     with np.errstate(over="ignore", invalid="ignore"):
         if reduction == "mean":
-            loss, scale = values.mean(dtype=values.dtype), values.dtype.type(1.0 / values.size)
+            loss = values.mean(dtype=accumulate).astype(values.dtype)
         else:
-            loss, scale = values.sum(dtype=values.dtype), values.dtype.type(1.0)
+            loss = values.sum(dtype=accumulate).astype(values.dtype)
+        scale = values.dtype.type(1.0 / values.size) if reduction == "mean" else values.dtype.type(1.0)
     if not np.isfinite(loss):
         raise ValueError(f"the loss overflows {values.dtype} (inputs too large for this dtype; "
                          "use float64 or rescale them)")

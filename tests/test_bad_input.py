@@ -233,10 +233,11 @@ def test_missing_parameter_is_named():
         _call(case, ex)
 
 
-def test_only_float32_float64_and_long_double_are_accepted():
-    with pytest.raises(TypeError, match=r"x must have a floating dtype \(float32, float64 or long double\)"):
-        act.relu(np.ones(3, dtype=np.float16))
+def test_only_floating_dtypes_are_accepted():
+    with pytest.raises(TypeError, match=r"x must have a floating dtype \(float16, float32, float64 or long double\)"):
+        act.relu(np.ones(3, dtype=np.int32))
     assert act.relu(np.ones(3, dtype=np.longdouble)).dtype == np.longdouble
+    assert act.relu(np.ones(3, dtype=np.float16)).dtype == np.float16
 
 
 def test_loss_that_overflows_the_dtype_is_refused():

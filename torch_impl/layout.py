@@ -46,5 +46,11 @@ def export(module: nn.Module, which: str = "grad") -> dict:
             out[name] = None
             continue
         tensor = tensor.T if transposed else tensor
-        out[name] = tensor.detach().cpu().numpy().copy()
+        out[name] = to_numpy(tensor).copy()
     return out
+
+
+def to_numpy(tensor: torch.Tensor):
+    """A tensor's values as a NumPy array; bfloat16, which NumPy lacks, as float32 (exact)."""
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()

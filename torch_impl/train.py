@@ -37,7 +37,7 @@ def loss_and_grads_of(module, params, data, device="cpu", dtype=torch.float64):
     module.zero_grad(set_to_none=True)
     loss = module(**to_device(data, device, dtype))
     loss.backward()
-    return loss.detach().cpu().numpy(), layout.export(module, "grad")
+    return layout.to_numpy(loss), layout.export(module, "grad")
 
 
 def train(make_module, params, data, hyper, optimizer: str, optimizer_hyper: dict, steps: int,
@@ -55,4 +55,4 @@ def train(make_module, params, data, hyper, optimizer: str, optimizer_hyper: dic
         opt.step()
         losses.append(loss.detach())
         trajectory.append(layout.export(module, "data"))
-    return torch.stack(losses).cpu().numpy(), trajectory
+    return layout.to_numpy(torch.stack(losses)), trajectory

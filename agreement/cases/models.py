@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from agreement import scales
+from agreement import precision, scales
 from agreement import strategies as S
 from agreement.cases.common import MODEL_SIZES, VECTOR_SIZES, linear_init, reduction, seeded, soft_labels
 from agreement.registry import Case, Example, register
@@ -64,7 +64,7 @@ def _clear_of_kinks(X, W, b, dtype, smooth=False):
     terms = np.abs(X) @ np.abs(W) + np.abs(b)
     if smooth:
         return bool(np.all(np.abs(z) > margin))
-    underflows = terms < np.finfo(dtype).smallest_normal / unit_roundoff(dtype)
+    underflows = terms < precision.finfo(dtype).smallest_normal / unit_roundoff(dtype)
     return not np.any(((np.abs(z) <= margin * terms) | underflows) & (terms > 0))
 
 
@@ -107,7 +107,9 @@ register(Case(
 
 # sigmoid + BCELoss loses accuracy as sigmoid(z) nears 1 (log(1 - p) from a
 # rounded p): the logits are kept where that stays meaningful in the dtype...
-_MAX_LOGIT = {np.dtype(np.float32): 8.0, np.dtype(np.float64): 15.0}
+# (bfloat16 rounds sigmoid(z) to 1 from z = 6.2, float16 from 8.3: below, 1 - p keeps a few bits)
+_MAX_LOGIT = {np.dtype(np.float32): 8.0, np.dtype(np.float64): 15.0, np.dtype(np.float16): 6.0,
+              precision.BFLOAT16: 4.0, precision.TF32: 8.0}
 
 # ...except for rows drawn where the sigmoid saturates and torch's BCELoss backward
 # divides by max(p (1 - p), 1e-12) (reference.losses.BCE_GRAD_EPS), which changes
@@ -153,7 +155,7 @@ def _logistic_inputs(head):
         bound = 2.0 if smooth else 1.0 if saturated else 100.0
         params = _dense_arrays(draw, dtype, d, 1, bound)
         X = draw(S.arrays(dtype, (n, d), bound))
-        limit = 4.0 if smooth else (_MAX_LOGIT[np.dtype(dtype)] if head == "sigmoid" else 100.0)
+        limit = 4.0 if smooth else (_MAX_LOGIT[precision.resolve(dtype)] if head == "sigmoid" else 100.0)
         z = np.abs(X.astype(np.float64) @ params["W"] + params["b"]).max()
         if z > limit:  # shrink the weights so every logit lies within the limit
             shrink = limit / z
@@ -177,7 +179,7 @@ def _logistic_build(size, dtype, seed=0):
 
 def _logits_within_limit(ex, dtype):
     z = ex.data["X"].astype(np.float64) @ ex.params["W"].astype(np.float64) + ex.params["b"]
-    return bool(np.all(np.abs(z) <= _MAX_LOGIT[np.dtype(dtype)]))
+    return bool(np.all(np.abs(z) <= _MAX_LOGIT[precision.resolve(dtype)]))
 
 
 def _sigmoid_bce_condition(ex):
