@@ -37,12 +37,12 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 from torch import nn
 
-from agreement import _results
+from agreement import _results, precision
 from agreement.compare import Comparison, format_ratio
 from agreement.registry import Case, Example
 from agreement.rounding import in_harness_run
+from agreement.run import Unresolvable, evaluate
 from agreement.run import devices as available_devices
-from agreement.run import evaluate
 from agreement.strategies import DTYPES
 from agreement.tolerance import DEEP_MODEL, ELEMENTWISE, LINEAR_MODEL, LOSS, ToleranceClass
 from torch_impl.models import FunctionModule
@@ -132,10 +132,10 @@ def _numpy_side(numpy_fn, label: str, caught: _Warnings):
             if kind.kind != "f":
                 raise _user_error(f"{label}: your NumPy function", None,
                                   f"returned grad {k} of dtype {kind}; gradients are floating arrays")
-            if given == np.float32 and kind != given and not in_harness_run():
+            if given in (np.float32, np.float16) and kind != given and not in_harness_run():
                 # not wrong, but then "NumPy in float32" measures float64 code: say so once per key
-                caught.counts[f"note: your NumPy returned grad {k} in {kind} for float32 inputs (it computes in "
-                              f"{kind}; a NumPy float64 scalar such as np.sqrt(d) promotes float32 arrays)"] += 1
+                caught.counts[f"note: your NumPy returned grad {k} in {kind} for {given} inputs (it computes in "
+                              f"{kind}; a NumPy float64 scalar such as np.sqrt(d) promotes {given} arrays)"] += 1
         return loss, {k: np.asarray(g) for k, g in grads.items()}
 
     return reference
@@ -254,7 +254,7 @@ USER_NAMES = {"who": "your NumPy", "expected": "your NumPy in float64"}
 
 
 def _names(dtype, device) -> dict:
-    dtype = np.dtype(dtype).name
+    dtype = precision.name(dtype)
     return {**USER_NAMES, "numpy": f"your NumPy in {dtype}", "torch": f"torch autograd ({dtype}, {device})"}
 
 
@@ -289,7 +289,10 @@ def assert_gradients_close(numpy_fn, torch_fn, params, data=None, hyper=None, *,
     ``data``/``hyper`` come from it); ``data``: dict of other arrays (integer
     arrays such as labels stay integer); ``hyper``: keyword arguments of both
     functions. ``dtype``: the precision both sides compute in (default: the
-    params' own dtype), compared with NumPy in float64 on the same values.
+    params' own dtype; "bfloat16", "float16", "tf32" or a torch dtype for low
+    precision, agreement/precision.py), compared with NumPy in float64 on the
+    same values (rounded to ``dtype`` first). Raises ``agreement.Unresolvable``
+    where ``dtype`` cannot hold the reference's values or a side overflows in it.
     ``torch_fn`` may be an ``nn.Module`` with ``parameters={numpy name: parameter
     path or (path, transposed)}``; it is called as ``module(**data)``, or as
     ``module_loss(module, data, **hyper)`` when its output is not the loss.
@@ -304,7 +307,7 @@ def assert_gradients_close(numpy_fn, torch_fn, params, data=None, hyper=None, *,
     caught = _Warnings()
     case = user_case(numpy_fn, torch_fn, tolerance=tolerance, compare_loss=compare_loss, name=name,
                      parameters=parameters, module_loss=module_loss, caught=caught)
-    dtype = example.dtype if dtype is None else np.dtype(dtype)
+    dtype = example.dtype if dtype is None else precision.resolve(dtype)
     comparisons = _check_example(case, example, dtype, device)
     failed = [c for c in comparisons if not c.ok]
     if failed:
@@ -324,6 +327,7 @@ class Summary:
     worst: Comparison | None = None
     failure: str | None = None
     warnings: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)  # reason -> examples the precision could not resolve
 
     @property
     def ok(self) -> bool:
@@ -331,7 +335,18 @@ class Summary:
 
     def line(self) -> str:
         worst = f"worst {format_ratio(self.worst.ratio)} the tolerance at {self.worst.what}" if self.worst else ""
-        return f"{self.case} ({self.dtype}, {self.device}): {self.examples} examples, {worst}"
+        return (f"{self.case} ({self.dtype}, {self.device}): {self.examples} examples, {worst}"
+                + (f"; {self.skip_line()}" if self.skipped else ""))
+
+    def skip_line(self) -> str:
+        total = sum(self.skipped.values())
+        top = "; ".join(f"{n}x {reason}" for reason, n in self.skipped.most_common(3))
+        return f"{total} skipped as beyond {self.dtype} ({top})"
+
+    def nothing_compared(self) -> None:
+        """Every example skipped: a failure, since nothing was checked."""
+        if self.examples == 0 and self.skipped and self.failure is None:
+            self.failure = f"no example could be compared in {self.dtype}: {self.skip_line()}"
 
 
 def _describe(error: BaseException) -> str:
@@ -371,14 +386,18 @@ def _phases():
 def run_case(case: Case, dtype, device: str, max_examples: int, derandomize: bool = True, seed: int | None = None,
              names: dict | None = None, caught: _Warnings | None = None, inputs=None) -> Summary:
     """Hypothesis over the case's inputs; records the worst ratio and any minimal failure."""
-    summary = Summary(case.name, np.dtype(dtype).name, device)
+    summary = Summary(case.name, precision.name(dtype), device)
     if max_examples < 1:
         raise ValueError(f"max_examples must be at least 1, got {max_examples}")
     strategy = _strategy(inputs if inputs is not None else case.inputs, dtype, case.name)
 
     def one(example):
         example = _example(example, case.name)
-        comparisons = evaluate(case, example, dtype, device, names=names)
+        try:
+            comparisons = evaluate(case, example, dtype, device, names=names)
+        except Unresolvable as skip:
+            summary.skipped[skip.reason] += 1
+            return
         summary.examples += 1
         worst = max(comparisons, key=lambda c: c.ratio)
         if summary.worst is None or worst.ratio > summary.worst.ratio:
@@ -401,11 +420,12 @@ def run_case(case: Case, dtype, device: str, max_examples: int, derandomize: boo
         summary.failure = _describe(error)
     if caught is not None:
         summary.warnings = Counter(caught.counts)
+    summary.nothing_compared()
     return summary
 
 
 def _fixed(case: Case, examples, dtype, device: str, names: dict) -> Summary:
-    summary = Summary(case.name, np.dtype(dtype).name, device)
+    summary = Summary(case.name, precision.name(dtype), device)
     failures = []
     for i, example in enumerate(examples):
         try:
@@ -413,12 +433,16 @@ def _fixed(case: Case, examples, dtype, device: str, names: dict) -> Summary:
         except AssertionError as error:
             failures.append(f"example {i}: {error}")
             continue
+        except Unresolvable as skip:
+            summary.skipped[skip.reason] += 1
+            continue
         summary.examples += 1
         worst = max(comparisons, key=lambda c: c.ratio)
         if summary.worst is None or worst.ratio > summary.worst.ratio:
             summary.worst = worst
         failures += [f"example {i}: {c.report()}" for c in comparisons if not c.ok]
     summary.failure = "\n\n".join(failures) or None
+    summary.nothing_compared()
     return summary
 
 
@@ -438,6 +462,11 @@ def check_gradients(numpy_fn, torch_fn, inputs, *, name: str | None = None, dtyp
     ``term_scale(example) -> {"loss": magnitude of the loss's terms}`` feed the analytic floor
     (agreement/tolerance.py; only the "loss" entry of a term scale is used there) and are rarely needed.
 
+    ``dtypes`` may include the low precisions "bfloat16", "float16" and "tf32" (CUDA
+    only), each judged by each side's own rounding (docs/low-precision.md); examples
+    they cannot resolve are skipped and counted in ``Summary.skipped``, and a dtype
+    where every example was skipped fails.
+
     Returns one Summary per dtype and device when all agree; raises AssertionError
     listing each failure otherwise. Warnings from your code are counted, not printed.
     """
@@ -448,7 +477,12 @@ def check_gradients(numpy_fn, torch_fn, inputs, *, name: str | None = None, dtyp
     fixed = [inputs] if isinstance(inputs, Example) else list(inputs) if isinstance(inputs, list | tuple) else None
     summaries = []
     for dtype in dtypes:
-        for device in devices:
+        dtype = precision.resolve(dtype)
+        runs_on = [d for d in devices if not isinstance(dtype, precision.Precision) or d in dtype.devices]
+        if not runs_on:
+            warnings.warn(f"{case.name}: {precision.name(dtype)} runs on {' and '.join(dtype.devices)} only, and "
+                          f"none of {devices} is: not checked", stacklevel=2)
+        for device in runs_on:
             caught.counts.clear()
             names = _names(dtype, device)
             if fixed is not None:

@@ -49,7 +49,12 @@ def devices(dtype=None) -> list[str]:
 
 class Unresolvable(Exception):
     """The example is beyond what the compared precision can represent (a float16 loss
-    of 7e5): a skip with this reason, counted, never a silent pass."""
+    of 7e5) or compute (a side overflows in it): a skip, counted by ``reason`` (the
+    message without its numbers), never a silent pass."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason} ({detail})" if detail else reason)
+        self.reason = reason
 
 
 def check_resolvable(dtype, loss, grads) -> None:
@@ -60,8 +65,8 @@ def check_resolvable(dtype, loss, grads) -> None:
     for key, value in [("loss", loss), *((f"grad {k}", v) for k, v in sorted(grads.items()))]:
         v = np.abs(np.asarray(value, np.float64))
         if v.size and np.max(v, initial=0.0) > largest:
-            raise Unresolvable(f"{precision.name(dtype)} cannot hold the reference's {key.split()[0]} "
-                               f"(|value| up to {np.max(v):.3g}, largest {precision.name(dtype)} {largest:.6g})")
+            raise Unresolvable(f"{precision.name(dtype)} cannot hold the float64 reference's {key}",
+                               f"|value| up to {np.max(v):.3g}, largest {precision.name(dtype)} {largest:.6g}")
 
 
 def expected(case: Case, example: Example):
@@ -206,10 +211,12 @@ def _low_numpy(numpy_call, example: Example, dtype):
     the precision's (the reference's "the loss overflows float16"): the example is
     beyond NumPy in that precision, a counted skip."""
     try:
-        return numpy_call(example)
+        # overflow in the precision shows as a skip (``_check_finite``), not as NumPy's warnings
+        with np.errstate(all="ignore"):
+            return numpy_call(example)
     except (ValueError, ArithmeticError) as error:
-        raise Unresolvable(f"NumPy in {precision.name(dtype)} raised {type(error).__name__}: "
-                           f"{str(error).splitlines()[0][:120]}") from error
+        raise Unresolvable(f"NumPy in {precision.name(dtype)} raised {type(error).__name__}",
+                           str(error).splitlines()[0][:160]) from error
 
 
 def _check_finite(side: str, loss, grads, exp_loss, exp_grads) -> None:
@@ -221,8 +228,8 @@ def _check_finite(side: str, loss, grads, exp_loss, exp_grads) -> None:
             continue
         bad = ~np.isfinite(np.asarray(value, np.float64)) & np.isfinite(np.asarray(reference, np.float64))
         if np.any(bad):
-            raise Unresolvable(f"{side} is not finite at {key} ({int(bad.sum())} of {bad.size} elements) "
-                               "where the float64 reference is")
+            raise Unresolvable(f"{side} is not finite at {key} where the float64 reference is",
+                               f"{int(bad.sum())} of {bad.size} elements")
 
 
 def evaluate(case: Case, example: Example, dtype, device: str = "cpu", reference=None,

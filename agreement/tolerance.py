@@ -84,7 +84,8 @@ class Tolerance:
     measured: np.ndarray | float = 0.0
 
     def floor(self, expected: np.ndarray) -> np.ndarray:
-        return self.atol + self.rtol * np.abs(expected)
+        # rtol 0 (low precision folds it into atol): no 0 * inf where the reference is infinite
+        return self.atol + (self.rtol * np.abs(expected) if self.rtol else 0.0)
 
     def bound(self, expected: np.ndarray) -> np.ndarray:
         return self.floor(expected) + self.shift + self.measured

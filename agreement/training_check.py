@@ -60,12 +60,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from hypothesis.strategies import SearchStrategy
 
+from agreement import precision
 from agreement import strategies as S
 from agreement.check import _largest_size, _tolerance_class
 from agreement.compare import Comparison
 from agreement.optimizers import OptimizerCase
 from agreement.registry import Case, Example
-from agreement import precision
 from agreement.run import TORCH_DTYPES, torch_dtype
 from agreement.run import devices as available_devices
 from agreement.strategies import DTYPES

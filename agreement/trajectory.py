@@ -172,7 +172,8 @@ class Reference:
     ``judge_steps`` for every side and device judged in that dtype."""
 
     def __init__(self, case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype, without_grad=()):
-        self.case, self.opt, self.opt_hyper, self.steps, self.dtype = case, opt, opt_hyper, steps, precision.resolve(dtype)
+        self.case, self.opt, self.opt_hyper, self.steps = case, opt, opt_hyper, steps
+        self.dtype = precision.resolve(dtype)
         self.example, self.without_grad = example.astype(dtype), without_grad
         ex64 = self.example.astype(np.float64)
         self.losses, self.path, self.states = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64,
@@ -309,9 +310,9 @@ def _judge_low_precision(case: Case, opt, example: Example, opt_hyper: dict, dty
                 finite = all(np.all(np.isfinite(params[0][k])) for k in params[0])
                 raise Unresolvable(
                     f"{device} in {precision.name(dtype)}: " + (
-                        f"rounding alone moves {beyond[0]!r} by more than sqrt(u) = {limit:.2g} times max(1, "
-                        f"|{beyond[0]}|) in the first step" if finite else
-                        "the first step's parameters are not finite where the side's float64 run's are"))
+                        "rounding alone moves a parameter by more than sqrt(u) max(1, |θ|) in the first step"
+                        if finite else "the first step's parameters are not finite where its float64 run's are"),
+                    f"{beyond[0]!r}, sqrt(u) = {limit:.2g}")
             break
         before = ex64.with_params(ex64.params if t == 0 else exp_params[t - 1])
         results = []
@@ -356,8 +357,8 @@ def trajectory_steps(case: Case, opt, example: Example, opt_hyper: dict, steps: 
         if own64 is None:
             raise
         # the same run succeeded in float64: the failure is the precision's (a NaN reached BCELoss)
-        raise Unresolvable(f"torch-{device} in {precision.name(dtype)} raised: {str(error).splitlines()[0][:120]}"
-                           ) from error
+        raise Unresolvable(f"torch-{device} in {precision.name(dtype)} raised RuntimeError",
+                           str(error).splitlines()[0][:160]) from error
     return judge_steps(case, opt, example, opt_hyper, dtype, losses, params, f"torch-{device}", reference,
                        against=against, own64=own64)
 

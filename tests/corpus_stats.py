@@ -2,6 +2,7 @@
 
     python tests/corpus_stats.py --seeds 20 --examples 100
     python tests/corpus_stats.py --seeds 3 --examples 30 --layers tanh,layer_norm --dtypes float32
+    python tests/corpus_stats.py --seeds 20 --examples 100 --dtypes bfloat16,float16
 
 Every correct layer runs ``check_gradients`` once per seed and dtype with ``derandomize=False`` and Hypothesis's
 random generator seeded (its ``seed=`` argument where it has one, else ``seeded``), so a census repeats exactly;
@@ -31,7 +32,7 @@ import numpy as np
 from hypothesis import Phase, settings
 from hypothesis import core as hypothesis_core
 
-from agreement import check_gradients
+from agreement import check_gradients, precision
 
 _RATIO = re.compile(r"(\d+(?:\.\d*)?(?:e[+-]?\d+)?|inf|nan)\s*x\b", re.IGNORECASE)
 
@@ -126,7 +127,7 @@ def census(layers, seeds, examples: int, dtypes=(np.float64, np.float32), buggy:
     with without_shrinking():
         for layer in layers:
             for dtype in dtypes:
-                row = Census(layer.name, np.dtype(dtype).name)
+                row = Census(layer.name, precision.name(dtype))
                 start = time.perf_counter()
                 for seed in seeds:
                     row.add(seed, run_once(layer.numpy_fn, layer, dtype, seed, examples))
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     threadpool_limits(limits=1)
     layers = [BY_NAME[name] for name in args.layers.split(",")] if args.layers else LAYERS
-    dtypes = [np.dtype(d).type for d in args.dtypes.split(",")]
+    dtypes = [precision.resolve(d) for d in args.dtypes.split(",")]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     print(f"{len(layers)} layers x {len(dtypes)} dtypes x {args.seeds} seeds x {args.examples} examples, "
           f"check_gradients defaults, derandomize=False, seeded by "

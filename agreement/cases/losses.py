@@ -45,7 +45,8 @@ def _probabilities(dtype, smooth):
 
 
 def _values(bound, smooth_bound):
-    return lambda dtype, smooth: S.reals(dtype, smooth_bound if smooth else bound)
+    # (pred - target)^2: degree 2
+    return lambda dtype, smooth: S.reals(dtype, smooth_bound if smooth else S.within_range(dtype, bound, 2))
 
 
 def _targets(dtype, smooth):

@@ -18,7 +18,7 @@ from torch_impl import models as tm
 @st.composite
 def _scalar_inputs(draw, dtype, smooth=False):
     n = draw(S.dims(1, 6))
-    bound = 4.0 if smooth else 100.0
+    bound = 4.0 if smooth else S.within_range(dtype, 100.0, 3)  # upstream p x^2
     return Example({"p": draw(S.scalar(dtype, bound)), "x": draw(S.arrays(dtype, (n,), bound))},
                    {"upstream": draw(S.arrays(dtype, (n,), 10.0))})
 
@@ -75,7 +75,7 @@ def _margin(dtype, d_in, smooth):
 @st.composite
 def _linear_inputs(draw, dtype, smooth=False):
     n, d_in, d_out = draw(S.dims(1, 6)), draw(S.dims(1, 5)), draw(S.dims(1, 4))
-    bound = 2.0 if smooth else 100.0
+    bound = 2.0 if smooth else S.within_range(dtype, 100.0, 4)  # (X W + b - Y)^2
     return Example(_dense_arrays(draw, dtype, d_in, d_out, bound),
                    {"X": draw(S.arrays(dtype, (n, d_in), bound)),
                     "Y": draw(S.arrays(dtype, (n, d_out), bound))},
@@ -211,7 +211,8 @@ def _two_layer_inputs(classifier):
         n, d_in, h, d_out = (draw(S.dims(1, 5)), draw(S.dims(1, 4)), draw(S.dims(1, 5)),
                              draw(S.dims(2 if classifier else 1, 4)))
         bias = draw(st.booleans())
-        bound = 2.0 if smooth else 10.0
+        # ((X W1) W2 - Y)^2, or cross-entropy's logits X W1 W2
+        bound = 2.0 if smooth else S.within_range(dtype, 10.0, 3 if classifier else 6)
         params = {**_dense_arrays(draw, dtype, d_in, h, bound, "1", bias),
                   **_dense_arrays(draw, dtype, h, d_out, bound, "2", bias)}
         X = draw(S.arrays(dtype, (n, d_in), bound))
