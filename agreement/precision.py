@@ -86,7 +86,8 @@ def name(dtype) -> str:
 
 def storage(dtype) -> np.dtype:
     """The NumPy dtype arrays of this precision are held in."""
-    return np.dtype(resolve(dtype).dtype) if isinstance(resolve(dtype), Precision) else resolve(dtype)
+    dtype = resolve(dtype)
+    return dtype.dtype if isinstance(dtype, Precision) else dtype
 
 
 def finfo(dtype):
@@ -101,6 +102,13 @@ def unit_roundoff(dtype) -> float:
 def is_low(dtype) -> bool:
     """Below float32: measured in itself, judged by each side's own rounding (agreement/rounding.py)."""
     return unit_roundoff(dtype) > unit_roundoff(np.float32)
+
+
+def emulated(dtype) -> bool:
+    """Whether the precision's values live in another NumPy dtype (bfloat16, TF32). Test it
+    this way, never with ``==``: NumPy reads a Precision's ``dtype`` attribute, so
+    ``np.dtype(np.float32) == BFLOAT16`` is True."""
+    return isinstance(resolve(dtype), Precision)
 
 
 def numpy_computes_in(dtype) -> bool:

@@ -29,7 +29,7 @@ def reals(dtype, bound: float, low: float | None = None):
     low, bound = (float(precision.round_to(dtype, v)) for v in (low, bound))
     drawn = st.floats(low, bound, width=_width(dtype), allow_nan=False, allow_infinity=False,
                       allow_subnormal=False)
-    if precision.storage(dtype) == precision.resolve(dtype):
+    if not precision.emulated(dtype):
         return drawn
     # rounding is monotonic and the bounds are representable: the draw stays in [low, bound]
     return drawn.map(lambda v: float(precision.round_to(dtype, v)))
@@ -126,7 +126,7 @@ def probabilities(dtype, shape):
     # 1 - eps and the largest value below 1 (1 - eps/2: the spacing halves below 1)
     edges = sorted({float(info.tiny), float(info.eps), 1 - float(info.eps), 1 - float(info.eps) / 2})
     inside = st.floats(0.0, 1.0, exclude_min=True, exclude_max=True, width=_width(dtype), allow_subnormal=False)
-    if precision.storage(dtype) != precision.resolve(dtype):
+    if precision.emulated(dtype):
         inside = inside.map(lambda v: float(precision.round_to(dtype, v))).filter(lambda v: 0 < v < 1)
     return hnp.arrays(dtype, shape, elements=st.sampled_from(edges) | inside)
 

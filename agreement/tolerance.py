@@ -85,7 +85,7 @@ class Tolerance:
 
     def floor(self, expected: np.ndarray) -> np.ndarray:
         # rtol 0 (low precision folds it into atol): no 0 * inf where the reference is infinite
-        return self.atol + (self.rtol * np.abs(expected) if self.rtol else 0.0)
+        return self.atol + (self.rtol * np.abs(expected) if self.rtol else np.zeros(np.shape(expected)))
 
     def bound(self, expected: np.ndarray) -> np.ndarray:
         return self.floor(expected) + self.shift + self.measured

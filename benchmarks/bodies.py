@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from agreement.optimizers import OPTIMIZERS
-from benchmarks.settings import OPTIMIZER, TORCH_DTYPES
+from benchmarks.cuda_graphs import capture_step
+from benchmarks.settings import OPTIMIZER, TORCH_DTYPES, apply_tf32
 from reference import fast
 from torch_impl import train
 
@@ -81,31 +82,17 @@ def numpy_body(case, example, phase: str, readable: bool = False) -> Body:
     return numpy_fast(case, example, phase)
 
 
-def torch_body(case, example, phase: str, device: str) -> Body:
-    """The twin as a PyTorch user writes the loop: zero_grad(set_to_none=True),
-    forward, backward, optimizer.step() (its update runs under no_grad)."""
+def _torch_step_parts(case, example, device: str):
     dtype = TORCH_DTYPES[example.dtype]
     module = train.build(case.twin, example.params, example.hyper, device, dtype)
     batch = train.to_device(example.data, device, dtype)
-    if phase == "fwd_bwd":
-        def forward_backward():
-            module.zero_grad(set_to_none=True)
-            loss = module(**batch)
-            loss.backward()
-            return loss
-
-        return Body(forward_backward)
     opt = _optimizer()
-    optimizer = getattr(torch.optim, opt.torch_name)(module.parameters(), **opt.defaults)
+    return module, batch, getattr(torch.optim, opt.torch_name)(module.parameters(), **opt.defaults)
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = module(**batch)
-        loss.backward()
-        optimizer.step()
-        return loss
 
-    step()
+def _torch_reset(module, optimizer):
+    """Saves the parameters and optimizer state as they are now; the returned call
+    copies them back into the same tensors (a captured graph keeps reading those)."""
     params = list(module.parameters())
     saved = [(p.detach().clone(), {k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)})
              for p in params]
@@ -117,7 +104,53 @@ def torch_body(case, example, phase: str, device: str) -> Body:
             for key, tensor in state.items():
                 optimizer.state[p][key].copy_(tensor)
 
-    return Body(step, reset)
+    return reset
+
+
+def torch_body(case, example, phase: str, device: str) -> Body:
+    """The twin as a PyTorch user writes the loop: zero_grad(set_to_none=True),
+    forward, backward, optimizer.step() (its update runs under no_grad)."""
+    if device == "cuda":
+        apply_tf32()
+    if phase == "fwd_bwd":
+        dtype = TORCH_DTYPES[example.dtype]
+        module = train.build(case.twin, example.params, example.hyper, device, dtype)
+        batch = train.to_device(example.data, device, dtype)
+
+        def forward_backward():
+            module.zero_grad(set_to_none=True)
+            loss = module(**batch)
+            loss.backward()
+            return loss
+
+        return Body(forward_backward)
+    module, batch, optimizer = _torch_step_parts(case, example, device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = module(**batch)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    step()
+    return Body(step, _torch_reset(module, optimizer))
+
+
+def torch_graph_body(case, example) -> Body:
+    """The same step on CUDA captured as one CUDA graph (benchmarks/cuda_graphs.py);
+    a timed call is one replay. TF32 is set before capture: the captured products
+    keep the math mode they were captured with."""
+    apply_tf32()
+    module, batch, optimizer = _torch_step_parts(case, example, "cuda")
+    graph, loss = capture_step(module, batch, optimizer)  # its warm-up steps create the momentum buffers
+    reset = _torch_reset(module, optimizer)
+
+    def replay():
+        graph.replay()
+        return loss
+
+    return Body(replay, reset)
 
 
 def host_to_device_body(example, device: str) -> Body:

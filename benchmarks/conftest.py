@@ -17,7 +17,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from benchmarks import summary
+from benchmarks import machine, summary
 from benchmarks.measure import blas_kernels, finalize, measured_limits
 from benchmarks.settings import TF32, THREADS
 
@@ -34,11 +34,12 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Untimed runs skip the large size: the code is the same as at the other sizes,
-    and running it once costs seconds that a smoke test does not need."""
+    """Untimed runs skip the large and xl sizes: the code is the same as at the other
+    sizes, and running it once costs seconds that a smoke test does not need."""
     if not config.option.benchmark_disable or config.option.benchmark_enable:
         return
-    large = [item for item in items if getattr(item, "callspec", None) and item.callspec.params.get("size") == "large"]
+    large = [item for item in items
+             if getattr(item, "callspec", None) and item.callspec.params.get("size") in ("large", "xl")]
     if large:
         config.hook.pytest_deselected(items=large)
         items[:] = [item for item in items if item not in large]
@@ -60,6 +61,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["torch"] = torch.__version__
     machine_info["cuda"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     machine_info["tf32"] = TF32
+    machine_info.update(machine.description())
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -79,14 +81,22 @@ def pytest_terminal_summary(terminalreporter):
         return
     write = terminalreporter.write_line
     terminalreporter.section("NumPy vs torch: medians, ratios, fraction of the measured limit")
+    about = machine.description()
+    write(f"CPU: {about['cpu_model']}; GPU: {about['cuda_device'] or 'none'}")
+    write(f"numpy {about['numpy']}: {about['numpy_blas']}; torch {about['torch']}: {about['torch_blas']}")
     write(f"threads: {THREADS} (NumPy BLAS and torch); TF32: {'on' if TF32 else 'off'}; "
-          "limit: % of matmul peak (mm) or of copy bandwidth (bw)")
+          "limit: % of matmul peak (mm) or of copy bandwidth (bw); a step's % of its floor (fl), "
+          "its own matrix products timed alone")
     for key, value in measured_limits().items():
         mm = value["matmul"]
         libs = ", ".join(f"{k} {v:.4g}" for k, v in mm.items() if k not in ("n", "peak"))
         write(f"  {key}: matmul peak {value['best_matmul_gflops']:.4g} GFLOP/s, best in the run "
               f"(at the start: {libs}; n={mm['n']}); copy {value['copy_gbytes_per_s']:.3g} GB/s")
     for line in summary.table(summary.RESULTS):
+        write(line)
+    terminalreporter.section("steps against their floor: the step's own matrix products timed alone")
+    write("median step, median floor, floor/step (fastest rounds), and the step's fraction of the matmul peak")
+    for line in summary.floor_table(summary.RESULTS):
         write(line)
     terminalreporter.section("performance targets (reported, not asserted)")
     for line in summary.targets(summary.RESULTS):

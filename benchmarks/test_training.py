@@ -5,7 +5,13 @@ Phases: "step" (forward, backward, SGD update) for trainable cases,
 batch copied to the GPU) for trainable cases on CUDA. Backends: "numpy" (the
 fast path of reference/fast.py where the case has one, else the registry's
 reference), "numpy-readable" (the registry's reference and pure optimizer
-update, shown beside the fast path), "torch-cpu", "torch-cuda".
+update, shown beside the fast path), "torch-cpu", "torch-cuda", and for steps
+"torch-cuda-graph" (the same step captured as one CUDA graph).
+
+Sizes: each case's own (``Case.sizes``), and for the two-layer steps the GPU
+tier ``xl`` (benchmarks/sizes.py), timed on CUDA only. Every step is timed
+beside its floor, the matrix products it performs timed alone
+(benchmarks/floor.py).
 """
 
 from __future__ import annotations
@@ -15,31 +21,41 @@ import pytest
 
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import cases
-from benchmarks import bodies, flops
+from benchmarks import bodies, floor, flops, sizes
 from benchmarks.clocks import cuda_synchronized_clock
 from benchmarks.measure import measure
 from benchmarks.settings import DTYPES, OPTIMIZER, cuda_available, cuda_skip_reason
 
 _CUDA_MARKS = [pytest.mark.cuda, pytest.mark.benchmark(timer=cuda_synchronized_clock),
                pytest.mark.skipif(not cuda_available(), reason=cuda_skip_reason())]
+_CUDA_BACKENDS = ("torch-cuda", "torch-cuda-graph")
 
 
 def _backends(case, phase):
     if phase == "h2d":
         return ["torch-cuda"]
     readable = ["numpy-readable"] if phase == "step" and bodies.has_fast_path(case) else []
-    return ["numpy", *readable, "torch-cpu", "torch-cuda"]
+    graph = ["torch-cuda-graph"] if phase == "step" else []
+    return ["numpy", *readable, "torch-cpu", "torch-cuda", *graph]
+
+
+def _marks(backend, size):
+    if size in sizes.BENCH_ONLY_SIZES and backend not in sizes.XL_BACKENDS:
+        return [pytest.mark.skip(reason=sizes.XL_SKIP_REASON)]
+    return _CUDA_MARKS if backend in _CUDA_BACKENDS else []
 
 
 def _grid():
     for case in cases():
         phases = ("step", "fwd_bwd", "h2d") if case.trainable else ("fwd_bwd",)
         for phase in phases:
-            for size in case.sizes:  # what the case builds
+            tiers = ("xl",) if phase == "step" and case.name in sizes.XL_CASES else ()
+            for size in (*case.sizes, *tiers):  # what the case builds, then the GPU tier
                 for dtype in DTYPES:
                     for backend in _backends(case, phase):
-                        marks = _CUDA_MARKS if backend == "torch-cuda" else []
-                        yield pytest.param(case, phase, size, dtype, backend, marks=marks,
+                        if size in sizes.BENCH_ONLY_SIZES and backend == "numpy-readable":
+                            continue
+                        yield pytest.param(case, phase, size, dtype, backend, marks=_marks(backend, size),
                                            id=f"{case.name}-{phase}-{size}-{np.dtype(dtype).name}-{backend}")
 
 
@@ -48,27 +64,48 @@ def _body(case, example, phase, backend):
         return bodies.host_to_device_body(example, "cuda")
     if backend.startswith("numpy"):
         return bodies.numpy_body(case, example, phase, readable=backend == "numpy-readable")
+    if backend == "torch-cuda-graph":
+        return bodies.torch_graph_body(case, example)
     return bodies.torch_body(case, example, phase, backend.removeprefix("torch-"))
+
+
+def _floor(case, example, size, dtype, backend):
+    """The step's products timed alone by the backend's own library (numpy-readable: NumPy's)."""
+    of = "numpy" if backend.startswith("numpy") else backend
+    products = floor.products("numpy" if of == "numpy" else "torch", case, example)
+    if of == "numpy":
+        make_run = lambda: floor.numpy_body(products, dtype)  # noqa: E731
+    else:
+        make_run = lambda: floor.torch_body(products, dtype, "cpu" if of == "torch-cpu" else "cuda",  # noqa: E731
+                                            graphed=of == "torch-cuda-graph")
+    return (of, case.name, size, np.dtype(dtype).name), make_run, floor.total_flops(products), len(products)
 
 
 @pytest.mark.parametrize("case, phase, size, dtype, backend", list(_grid()))
 def test_benchmark(benchmark, request, case, phase, size, dtype, backend):
-    example = case.build(size, dtype, 0)
+    example = sizes.build(case, size, dtype, 0)
     body = _body(case, example, phase, backend)
-    device = "cuda" if backend == "torch-cuda" else "cpu"
+    device = "cuda" if backend in _CUDA_BACKENDS or phase == "h2d" else "cpu"
     # Counting FLOPs imports torch._dynamo (seconds, once): done for timed runs only;
     # benchmarks/test_harness.py checks the count.
     work = None if benchmark.disabled else 0 if phase == "h2d" else flops.call_flops(
         case, example, phase, OPTIMIZERS[OPTIMIZER].defaults)
+    step_floor = _floor(case, example, size, dtype, backend) if phase == "step" else None
     info = measure(benchmark, request.config, body, case=case.name, backend=backend, size=size, dtype=dtype,
-                   phase=phase, device=device, flops=work, n_bytes=flops.call_bytes(example, phase))
+                   phase=phase, device=device, flops=work, n_bytes=flops.call_bytes(example, phase),
+                   floor=step_floor)
     # the saved record describes this benchmark, and claims a rate only for what was timed
     assert {k: info[k] for k in ("case", "backend", "size", "dtype", "phase", "device", "flops")} == dict(
         case=case.name, backend=backend, size=size, dtype=np.dtype(dtype).name, phase=phase, device=device,
         flops=work)
     if benchmark.disabled:
         assert info["median_s"] is None and info["gflops"] is None and info["peak_fraction"] is None
+        assert info["floor_fraction"] is None
     else:
         assert info["median_s"] == benchmark.stats.stats.median > 0
         assert info["gflops"] == pytest.approx(work / info["median_s"] / 1e9)
         assert info["peak_fraction"] == pytest.approx(info["gflops"] / info["peak_gflops"])
+        if step_floor is not None:
+            # the floor is the step's own products: their FLOPs are the step's matrix-product FLOPs
+            assert info["floor_flops"] == flops.matmul_flops(case, example)
+            assert info["floor_fraction"] == pytest.approx(info["floor_s"] / info["median_s"])

@@ -6,8 +6,9 @@ for repeated training steps, as a tuned NumPy program would:
 
 * every intermediate and gradient lives in a buffer allocated at construction
   and is written with ``out=``; parameters, momentum and gradients are the three
-  rows of one flat block, and the SGD step is one matrix product from the block
-  to a second one (``SGD``);
+  rows of one flat block, and the SGD step reads that block and writes a second
+  one in one matrix product or one matrix-vector product per row, whichever
+  the machine's BLAS runs faster (``SGD``);
 * transposed operands are passed as views (``X.T``), which BLAS reads with its
   transpose flag instead of copying;
 * the ReLU's input is overwritten by its output; its derivative is taken from
@@ -21,6 +22,8 @@ with the readable reference, and ``SGD`` with ``optim.sgd_update``, to rounding
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -155,6 +158,9 @@ class _TwoLayer(_Model):
         self.d_out = np.empty((n, d_out), self.dtype)
         self.ones = np.ones(n, self.dtype)  # bias gradients as ones @ d: a BLAS pass, not a strided reduction
         self.zero = self.dtype.type(0)
+        # the ReLU against an array of zeros: a scalar operand takes ufunc's broadcasting
+        # path, 3.9 us on the tutorial's 64 x 100 float32 where same-shape arrays take 1.2
+        self.zeros = np.zeros((n, hidden), self.dtype)
 
     def loss_and_grads(self):
         X, p, g, h, dh = self.data["X"], self.params, self.grads, self.hidden, self.d_hidden
@@ -162,7 +168,7 @@ class _TwoLayer(_Model):
         np.matmul(X, p["W1"], out=h)
         if bias:
             h += p["b1"]
-        np.maximum(h, self.zero, out=h)  # a zero of h's dtype: a Python 0 costs a type resolution
+        np.maximum(h, self.zeros, out=h)
         np.matmul(h, p["W2"], out=self.d_out)
         if bias:
             self.d_out += p["b2"]
@@ -210,7 +216,10 @@ class TwoLayerClassifier(_TwoLayer):
         """Cross-entropy: with s = logits - max, L_n = log sum exp(s_n) - s_n[y_n];
         dL/dlogits = (softmax - onehot) r, softmax = exp(s) / sum exp(s)."""
         row, column = self.row, self.row[:, None]
-        np.max(logits, axis=1, out=row)
+        # the row maxima as a reduction over the first axis of the transposed view: one
+        # vectorised pass per class instead of one short reduction per row (3.9 vs 5.5 us
+        # at the tutorial's 64 x 10), the same maxima (NaN included)
+        np.maximum.reduce(logits.T, axis=0, out=row)
         logits -= column
         picked = np.vdot(self.onehot, logits)  # sum over n of s_n[y_n]
         np.exp(logits, out=logits)
@@ -236,19 +245,53 @@ class SGD:
         θ' = θ - lr (g1 + m b')  with Nesterov,  θ - lr b'  without,
              θ - lr g1           with momentum 0 (no buffer).
 
-    So [θ'; b'] = C [θ; b; g], C a 2x3 matrix of the hyperparameters: one BLAS
-    call reads the model's current block once and writes the other block's
-    parameter and momentum rows (no temporaries, no pass per operation; eight
-    elementwise NumPy passes took 78 us on the tutorial net's 101k float32
-    parameters, the product 29 us). The products and sums are rounded
-    differently from ``optim.sgd_update``'s eight operations, so the two agree to
-    rounding, not bit for bit (tests/test_fast_reference.py)."""
+    So [θ'; b'] = C [θ; b; g], C a 2x3 matrix of the hyperparameters: BLAS
+    reads the model's current block and writes the other block's parameter and
+    momentum rows (no temporaries, no pass per operation: eight elementwise NumPy
+    passes over the tutorial net's 101k float32 parameters took 108 us on the
+    AMD EPYC of docs/benchmarks.md, the product 75 us).
+
+    Which BLAS call is faster depends on the BLAS and the CPU: one matrix
+    product (OpenBLAS packs the 3 x P block, then multiplies: 75 us float32,
+    162 us float64 there) or one matrix-vector product per output row (reads the
+    block twice, packs nothing: 80 and 138 us). Both form every output element
+    as the same three-term sum. The first ``update()`` times both on the model's
+    own blocks (``TUNING_CALLS`` each, the fastest call counts) and keeps the
+    faster; the choice is ``self.form``. The products and sums are rounded
+    differently from ``optim.sgd_update``'s eight operations, so the two agree
+    to rounding, not bit for bit (tests/test_fast_reference.py)."""
+
+    TUNING_CALLS = 3
+    FORMS = ("matrix", "rows")
 
     def __init__(self, model: _Model, **hyper):
         self.h = optim.sgd_hyper(**hyper)
         self.model = model
         self.first = self.h["momentum"] != 0  # the buffer is created on the first step, as torch does
         self.coefficients = {first: self._coefficients(first).astype(model.dtype) for first in (True, False)}
+        self.rows = 2 if self.h["momentum"] != 0 else 1
+        self.form = None  # chosen by the first update
+
+    @staticmethod
+    def _product(form: str, coefficients, source, target) -> None:
+        if form == "matrix":
+            np.matmul(coefficients, source, out=target)
+        else:
+            for row, out in zip(coefficients, target, strict=True):
+                np.matmul(row, source, out=out)
+
+    def _fastest_form(self, source, target) -> str:
+        """Times both forms into ``target``, which the update is about to overwrite."""
+        best = {}
+        for form in self.FORMS:
+            self._product(form, self.coefficients[False][:self.rows], source, target)  # first-call costs
+            times = []
+            for _ in range(self.TUNING_CALLS):
+                start = time.perf_counter()
+                self._product(form, self.coefficients[False][:self.rows], source, target)
+                times.append(time.perf_counter() - start)
+            best[form] = min(times)
+        return min(best, key=best.get)
 
     def _coefficients(self, first: bool) -> np.ndarray:
         """C, columns in block row order (θ, b, g)."""
@@ -265,9 +308,10 @@ class SGD:
     def update(self) -> None:
         """One step on the model's current gradients; the model then reads the other block."""
         model = self.model
-        source, target = model.blocks[model.current], model.blocks[1 - model.current]
-        rows = 2 if self.h["momentum"] != 0 else 1
-        np.matmul(self.coefficients[self.first][:rows], source, out=target[:rows])
+        source, target = model.blocks[model.current], model.blocks[1 - model.current, :self.rows]
+        if self.form is None:
+            self.form = self._fastest_form(source, target)
+        self._product(self.form, self.coefficients[self.first][:self.rows], source, target)
         model.current = 1 - model.current
         self.first = False
 

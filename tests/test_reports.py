@@ -80,9 +80,23 @@ def test_check_gradients_reports_a_wrong_gradient_with_a_minimal_example():
 def test_command_line_table_lists_every_dtype_and_device(capsys):
     assert main(["--examples", "2", "--cases", "relu"]) == 0
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("relu ")]
-    assert len(rows) == 2 * (1 + torch.cuda.is_available())
+    rows = [line.split()[1:3] for line in out.splitlines() if line.startswith("relu ")]
+    cuda = torch.cuda.is_available()
+    expected = [[d, dev] for d in ("float64", "float32", "bfloat16", "float16") for dev in ("cpu", "cuda")[:1 + cuda]]
+    assert rows == expected + ([["tf32", "cuda"]] if cuda else [])
+    assert ("no tf32 rows" in out) != cuda
     assert re.search(r"\n1 case, .*all agree", out)
+
+
+def test_command_line_counts_and_names_the_skipped_examples(capsys):
+    # bce in float16: torch's BCELoss backward clamps p (1 - p) at 1e-12, which is 0 in float16
+    assert main(["--examples", "30", "--cases", "bce", "--dtypes", "float16"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("bce "))
+    compared, skipped = (int(v) for v in row.split()[3:5])
+    assert compared + skipped == 30 and skipped > 0
+    assert "bce (float16, cpu): " in out
+    assert "x torch autograd (float16, cpu) is not finite at grad pred where the float64 reference is" in out
 
 
 @pytest.mark.parametrize("argv0, prog", [("/venv/bin/gradient-agreement", "gradient-agreement"),

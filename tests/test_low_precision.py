@@ -1,0 +1,281 @@
+"""bfloat16, float16 and TF32 (issue 13): every registry case against the float64 reference,
+how small a wrong gradient is still caught, trajectories in bfloat16, and the skips.
+
+Below float32 each side is allowed twice its own rounding at the input plus the float64
+floor (agreement/rounding.py, ``own_rounding``; docs/low-precision.md). Examples the
+precision cannot resolve (a float16 loss past 65504, a side that overflows) are skipped
+with a reason and counted, and a run that compares nothing fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from corpus_stats import HEADER, census, format_row, without_shrinking
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from user_layers import LAYERS
+
+from agreement import check_gradients, strategies
+from agreement.check import run_case
+from agreement.compare import assert_all
+from agreement.optimizers import OPTIMIZERS
+from agreement.precision import BFLOAT16, FLOAT16, TF32, name, round_to, storage
+from agreement.registry import Example, cases
+from agreement.run import Unresolvable, devices, evaluate
+from agreement.trajectory import trajectory_steps
+
+CASES = cases()
+LOW = [BFLOAT16, FLOAT16]
+low = pytest.mark.parametrize("dtype", LOW, ids=name)
+PARAMS = [(c, p) for c in CASES for p in c.build("tiny", np.float64, 0).params]
+# The smallest factor on one gradient that the comparison must catch at the registry's fixed
+# examples: the issue's targets. Measured on this harness, every gradient of every case is
+# caught at 1.002 in float16 and at 1.05 in bfloat16 (logistic_regression_sigmoid's b, the
+# bias of a saturating sigmoid + BCELoss, needs 1.05; every other at most 1.005):
+# `python tests/low_precision_stats.py --sensitivity`.
+CAUGHT_FACTOR = {"bfloat16": 1.05, "float16": 1.01}
+
+
+@low
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_case_agrees_and_most_draws_are_compared(case, dtype):
+    """Hypothesis over the case's inputs in the precision (the loaded profile's examples, at
+    least 20): no disagreement, and the skips, counted, stay a minority, since a strategy
+    that drew mostly past float16's range would make its row vacuous. The lowest compared
+    share measured at 100 examples is bce in float16, 43% (torch's BCELoss clamp 1e-12
+    underflows there and its backward gives NaN at p = 0 or 1)."""
+    examples = max(20, settings.default.max_examples)
+    summary = run_case(case, dtype, "cpu", examples)
+    assert summary.ok, summary.failure
+    assert summary.examples >= examples / 3, f"{case.name} ({name(dtype)}): {summary.skip_line()}"
+
+
+@low
+@pytest.mark.parametrize(("case", "param"), PARAMS, ids=[f"{c.name}-{p}" for c, p in PARAMS])
+def test_a_wrong_gradient_is_caught(case, param, dtype):
+    factor = CAUGHT_FACTOR[name(dtype)]
+    example = case.build("tiny", np.float32, 0)
+
+    def scaled(params, data, **hyper):
+        loss, grads = case.reference(params, data, **hyper)
+        return loss, {**grads, param: grads[param] * factor}
+
+    assert_all(evaluate(case, example, dtype))
+    failed = [c.what for c in evaluate(case, example, dtype, reference=scaled) if not c.ok]
+    assert f"grad {param}" in failed
+
+
+@pytest.mark.parametrize("size", ["tiny", "tutorial"])
+@low
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_fixed_examples_agree(case, dtype, size):
+    if size not in case.sizes:
+        pytest.skip(f"{case.name} has no {size} size")
+    assert_all(evaluate(case, case.build(size, np.float32, 0), dtype))
+
+
+def _own_tolerance_per_element(case, example, dtype):
+    """(allowed, expected) of every torch-side element, through evaluate's own tolerance."""
+    import agreement.run as run
+
+    captured = []
+    original = run.compare
+
+    def capture(actual, expected, tol, **kw):
+        if kw["device"].startswith("torch"):
+            captured.append((np.broadcast_to(tol.bound(expected), np.shape(expected)), np.asarray(expected)))
+        return original(actual, expected, tol, **kw)
+
+    run.compare = capture
+    try:
+        evaluate(case, example, dtype)
+    finally:
+        run.compare = original
+    return captured
+
+
+@low
+def test_tolerance_is_tighter_than_torch_testing_on_elementwise_cases(dtype):
+    """torch.testing.assert_close's defaults are rtol 1.6e-2 for bfloat16 and 1e-3 for
+    float16, atol 1e-5, whatever the computation. On the elementwise cases (activations and
+    elementwise losses) at their fixed examples, the allowed error is below that on most
+    elements and far below it at the median; where it is above, torch's own rounding there
+    is (1 - tanh(x)^2 from a tanh rounded near 1). Measured at the tutorial size (448,003
+    elements): below torch.testing's on 88.7% of them in bfloat16 and 86.3% in float16
+    (`python tests/low_precision_stats.py --torch-testing` gives the full distribution)."""
+    rtol, atol = {"bfloat16": 1.6e-2, "float16": 1e-3}[name(dtype)], 1e-5
+    ratios = []
+    for case in cases("activation") + [c for c in cases("loss") if c.name in ("mse", "bce", "bce_with_logits")]:
+        for allowed, expected in _own_tolerance_per_element(case, case.build("tutorial", np.float32, 0), dtype):
+            ratios.append((allowed / (atol + rtol * np.abs(expected))).ravel())
+    ratios = np.concatenate(ratios)
+    assert np.median(ratios) < 0.5
+    assert np.mean(ratios < 1) > 0.75
+
+
+def test_an_example_beyond_float16_is_skipped_with_its_reason():
+    case = next(c for c in CASES if c.name == "mse")
+    example = Example({"pred": np.array([300.0, 0.5], np.float32)}, {"target": np.array([-300.0, 0.5], np.float32)},
+                      {"reduction": "sum", "scale": 1.0})
+    with pytest.raises(Unresolvable, match="float16 cannot hold the float64 reference's loss") as skip:
+        evaluate(case, example, np.float16)
+    assert skip.value.reason == "float16 cannot hold the float64 reference's loss"
+    assert_all(evaluate(case, example, BFLOAT16))  # bfloat16 has float32's range
+
+
+def _cubes(params, data):
+    x = params["x"]
+    return np.sum(x**3 * data["u"]), {"x": 3 * x**2 * data["u"]}
+
+
+def _cubes_torch(params, data):
+    return (params["x"] ** 3 * data["u"]).sum()
+
+
+def _cube_inputs(bound):
+    return lambda dtype: st.builds(lambda x, u: Example({"x": x}, {"u": u}),
+                                   strategies.arrays(dtype, 3, bound), strategies.upstream_gradients(dtype, 3))
+
+
+def test_a_side_that_overflows_is_counted_as_skipped_and_all_skipped_fails():
+    """x^3 of 40 is 64000, inside float16, but torch's x**3 times an upstream of 10 is not:
+    such examples are skipped with the side named; a run where every example is skipped
+    compares nothing and fails."""
+    example = Example({"x": np.array([40.0, 1.0, 2.0], np.float16)}, {"u": np.array([10.0, 1.0, 1.0], np.float16)})
+    with pytest.raises(AssertionError, match=r"no example could be compared in float16: 1 skipped as beyond "
+                                             r"float16 \(1x float16 cannot hold the float64 reference's loss\)"):
+        check_gradients(_cubes, _cubes_torch, [example], dtypes=[np.float16])
+    summaries = check_gradients(_cubes, _cubes_torch, _cube_inputs(30.0), dtypes=[np.float16, "bfloat16"],
+                                max_examples=40)
+    f16, bf16 = summaries
+    assert f16.examples > 0 and sum(f16.skipped.values()) > 0 and f16.ok
+    assert "skipped as beyond float16" in f16.line()
+    assert bf16.examples == 40 and not bf16.skipped
+
+
+def test_check_gradients_catches_a_wrong_gradient_in_low_precision():
+    def wrong(params, data):
+        loss, grads = _cubes(params, data)
+        return loss, {"x": grads["x"] * 1.05}
+
+    for dtype in ("bfloat16", "float16"):
+        with pytest.raises(AssertionError, match=f"grad x disagrees \\({dtype}"):
+            check_gradients(wrong, _cubes_torch, _cube_inputs(4.0), dtypes=[dtype], max_examples=20)
+
+
+# A cross-section of the corpus by what low precision breaks: saturation, cancellation in a
+# normalisation, ties, a reduction; every layer runs in the census below (marker census).
+SAMPLED_LAYERS = [layer for layer in LAYERS if layer.name in ("tanh", "log_softmax", "layer_norm", "max_pool1d")]
+
+
+@pytest.mark.parametrize("layer", SAMPLED_LAYERS, ids=[layer.name for layer in SAMPLED_LAYERS])
+def test_user_layers_agree_and_their_twins_are_caught_in_low_precision(layer):
+    """Code nobody in the project wrote (tests/user_layers.py): no false alarm in bfloat16 and
+    float16, and the buggy twin caught."""
+    check_gradients(layer.numpy_fn, layer.torch_fn, layer.inputs, dtypes=LOW, devices=["cpu"], max_examples=8)
+    with without_shrinking(), pytest.raises(AssertionError):
+        check_gradients(layer.buggy, layer.torch_fn, layer.inputs, dtypes=LOW, devices=["cpu"], max_examples=30)
+
+
+@pytest.mark.slow
+@pytest.mark.census
+@pytest.mark.parametrize("layer", LAYERS, ids=[layer.name for layer in LAYERS])
+def test_user_layers_in_low_precision_across_seeds(layer):
+    """The census in bfloat16 and float16: 20 seeds x 100 examples, no false alarm, every twin caught
+    (`python tests/corpus_stats.py --seeds 20 --examples 100 --dtypes bfloat16,float16`)."""
+    rows = census([layer], range(20), 100, LOW)
+    table = "\n".join([HEADER, *map(format_row, rows)])
+    assert not any(row.false_alarms for row in rows), table
+    assert all(row.caught == row.buggy_runs for row in rows), table
+
+
+TRAINED = cases(trainable=True)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("case", TRAINED, ids=lambda c: c.name)
+def test_trajectories_agree_in_bfloat16(case, optimizer):
+    """Parameters in bfloat16, as model.to(torch.bfloat16) leaves them, 30 steps: every step up
+    to the measured horizon agrees with the float64 reference, and the horizon is not trivial."""
+    opt = OPTIMIZERS[optimizer]
+    steps = trajectory_steps(case, opt, case.build("tiny", np.float32, 0), opt.defaults, 30, BFLOAT16)
+    assert_all(steps[-1])
+    assert len(steps) >= 10
+
+
+@pytest.mark.parametrize("case", TRAINED, ids=lambda c: c.name)
+def test_a_wrong_optimizer_is_caught_in_bfloat16(case):
+    """SGD whose reference ignores weight decay (1e-4 of the parameters per step, below a
+    bfloat16 ulp of most of them) is still caught: momentum accumulates it."""
+    opt = OPTIMIZERS["sgd"]
+    hyper = {**opt.defaults, "weight_decay": 0.1}
+
+    def no_decay(params, grads, state, **h):
+        return opt.update(params, grads, state, **{**h, "weight_decay": 0.0})
+
+    wrong = dataclasses.replace(opt, update=no_decay)
+    example = case.build("tiny", np.float32, 0)
+    assert_all(trajectory_steps(case, opt, example, hyper, 10, BFLOAT16)[-1])
+    assert not all(c.ok for c in trajectory_steps(case, wrong, example, hyper, 10, BFLOAT16)[-1])
+
+
+def test_float16_adam_is_skipped_not_passed():
+    """torch's Adam keeps eps = 1e-8 in float16, where it is 0: the first step divides by 0.
+    The trajectory is not comparable from the first step, which is said, not passed."""
+    case = next(c for c in TRAINED if c.name == "linear_regression")
+    opt = OPTIMIZERS["adam"]
+    with pytest.raises(Unresolvable, match="float16"):
+        trajectory_steps(case, opt, case.build("tutorial", np.float32, 0), opt.defaults, 30, FLOAT16)
+
+
+@given(st.floats(width=32, allow_nan=False))
+def test_rounding_to_bfloat16_matches_torch(value):
+    values = np.array([value, -value, np.nextafter(np.float32(value), np.float32(np.inf))], np.float32)
+    expected = torch.from_numpy(values).to(torch.bfloat16).float().numpy()
+    np.testing.assert_array_equal(round_to(BFLOAT16, values), expected)
+
+
+@given(data=st.data())
+def test_strategies_draw_values_of_the_precision(data):
+    for dtype in LOW:
+        values = data.draw(strategies.arrays(dtype, 5, 1e3))
+        assert values.dtype == storage(dtype)
+        np.testing.assert_array_equal(round_to(dtype, values), values)
+        p = data.draw(strategies.probabilities(dtype, 5))
+        assert np.all((p > 0) & (p < 1))
+
+
+def test_within_range_changes_float16_only():
+    assert strategies.within_range(np.float16, 100.0, 4) == pytest.approx((65504 / 16) ** 0.25)
+    for dtype in (BFLOAT16, np.float32, np.float64):
+        assert strategies.within_range(dtype, 100.0, 4) == 100.0
+
+
+def test_tf32_is_a_cuda_precision():
+    case = next(c for c in CASES if c.name == "two_layer_classifier")
+    assert devices(TF32) == (["cuda"] if torch.cuda.is_available() else [])
+    with pytest.raises(ValueError, match="device: tf32 runs on cuda only, not 'cpu'"):
+        evaluate(case, case.build("tiny", np.float32, 0), TF32, "cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = check_gradients(_cubes, _cubes_torch, _cube_inputs(4.0), dtypes=["tf32"], devices=["cpu"],
+                              max_examples=2)
+    assert out == [] and "tf32 runs on cuda only" in str(caught[0].message)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [BFLOAT16, FLOAT16, TF32], ids=name)
+@pytest.mark.parametrize("case", TRAINED, ids=lambda c: c.name)
+def test_cuda_low_precision_agrees(case, dtype):
+    """On a GPU: bfloat16, float16 and TF32 matrix products against the float64 reference
+    at the tutorial and large sizes (TF32 switched on only inside the TF32 runs)."""
+    for size in ("tutorial", "large"):
+        try:
+            assert_all(evaluate(case, case.build(size, np.float32, 0), dtype, "cuda"))
+        except Unresolvable as skip:
+            pytest.skip(str(skip))
