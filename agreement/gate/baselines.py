@@ -3,7 +3,8 @@
 For every registered case at a fixed size and seed, a baseline holds the
 float64 NumPy reference (loss, every parameter's gradient, and for trainable
 cases a short trajectory per optimizer in ``OPTIMIZERS``), plus the worst
-error of every float32/float64 result (torch per device, NumPy float32)
+error of every float32/float64 result (torch per device, NumPy float32) and of
+every bfloat16/float16 gradient evaluation (torch per device, NumPy float16)
 against that reference, as the tolerance policy's ratio ``err / tol``.
 
 Format: one JSON file per (case, size, seed), ``baselines/<case>.<size>.seed<k>.json``.
@@ -33,9 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agreement import precision
 from agreement.compare import Comparison
 from agreement.environment import blas_libraries
 from agreement.optimizers import OPTIMIZERS
+from agreement.precision import BFLOAT16, FLOAT16, TF32
 from agreement.registry import Case, Example
 from agreement.run import devices, evaluate, expected
 from agreement.trajectory import Reference, compare_trajectories, judged_arrays
@@ -45,7 +48,8 @@ FORMAT_VERSION = 1
 SIZE = "tiny"  # the gate runs in seconds; larger sizes would make the JSON unreviewable
 SEEDS = (0,)
 STEPS = 5  # trajectory length: enough for momentum/bias-correction state to matter
-DTYPES = (np.float32, np.float64)
+DTYPES = (np.float32, np.float64)  # evaluations and trajectories
+LOW_DTYPES = (BFLOAT16, FLOAT16)  # evaluations (agreement/precision.py; TF32 joins on CUDA)
 ENV_DIRECTORY = "GRADIENT_BASELINES"
 
 
@@ -94,13 +98,17 @@ class Budgeted:
         return STEPS if self.optimizer else 1
 
 
-def budget_groups(dtypes=DTYPES) -> dict:
+def budget_groups(dtypes=(*DTYPES, *LOW_DTYPES, TF32)) -> dict:
     """Every (dtype, device) a baseline can hold worst errors for, by its name in the
-    file: torch on each device torch knows, and NumPy below float64."""
+    file: torch on each device the precision runs on, and NumPy below float64 where NumPy
+    computes in the precision."""
     groups = {}
-    for dtype in (np.dtype(d).name for d in dtypes):
-        for device in ("torch-cpu", "torch-cuda", *(("numpy",) if dtype != "float64" else ())):
-            groups[f"{dtype}/{device}"] = (dtype, device)
+    for dtype in dtypes:
+        torch_devices = [f"torch-{d}" for d in ("cpu", "cuda")
+                         if not precision.emulated(dtype) or d in precision.resolve(dtype).devices]
+        numpy = precision.numpy_computes_in(dtype) and precision.name(dtype) != "float64"
+        for device in (*torch_devices, *(("numpy",) if numpy else ())):
+            groups[f"{precision.name(dtype)}/{device}"] = (precision.name(dtype), device)
     return groups
 
 
@@ -139,11 +147,11 @@ def measure(case: Case, size: str = SIZE, seed: int = 0) -> Measurement:
             m.trajectories[opt.name] = {"hyper": dict(opt.defaults), "losses": recorded.losses,
                                         "params": {k: np.stack([p[k] for p in recorded.path])
                                                    for k in recorded.path[0]}}
-    for dtype in DTYPES:
-        for device in devices():
+    for dtype in (*DTYPES, *LOW_DTYPES, TF32):
+        for device in devices(dtype):
             for c in evaluate(case, example, dtype, device):
                 m.comparisons[Budgeted(c.dtype, c.device, c.what)] = c
-            if case.trainable:
+            if case.trainable and not precision.is_low(dtype):
                 for opt in OPTIMIZERS.values():
                     judged = compare_trajectories(case, opt, example, opt.defaults, STEPS, dtype, device,
                                                   against=m.references[opt.name, np.dtype(dtype).name])

@@ -7,7 +7,8 @@
     python -m agreement.gate --regenerate --force    # rewrite them all (re-centres the error budgets)
 
 Running the gate: one pytest run of the Hypothesis agreement suite
-(tests/test_agreement.py) under the ``ci`` profile (derandomized) and of the
+(tests/test_agreement.py, and its bfloat16 and float16 rows in
+tests/test_low_precision.py) under the ``ci`` profile (derandomized) and of the
 baseline comparison (tests/test_baselines.py); then a console summary,
 ``<report-dir>/junit.xml`` and ``<report-dir>/summary.md`` (also appended to
 ``$GITHUB_STEP_SUMMARY`` when set). The exit status is non-zero when anything
@@ -34,7 +35,8 @@ from agreement.gate import baselines, regression, report
 from agreement.registry import cases
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: agreement/gate/command.py
-SUITE = ("tests/test_agreement.py", "tests/test_baselines.py")
+SUITE = ("tests/test_agreement.py", "tests/test_low_precision.py::test_every_case_agrees_and_most_draws_are_compared",
+         "tests/test_baselines.py")
 DEFAULT_REPORT_DIR = ROOT / "out" / "gate"
 
 

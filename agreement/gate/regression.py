@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from agreement import precision
 from agreement.compare import compare
 from agreement.gate import baselines
 from agreement.optimizers import OPTIMIZERS
@@ -224,7 +225,7 @@ def _drift_trajectory(case, opt_name, current, recorded, m, path) -> list:
 def budget_limits(recorded_ratio: float, dtype, scale: float, steps: int = 1) -> tuple[float, float]:
     """(largest err/tol allowed, error floor below which growth is never judged) for a result
     of ``steps`` evaluations (a trajectory rounds anew each step); see the module docstring."""
-    return recorded_ratio * (1 + MARGIN), FLOOR_ULPS * steps * float(np.finfo(dtype).eps) * scale
+    return recorded_ratio * (1 + MARGIN), FLOOR_ULPS * steps * float(precision.finfo(dtype).eps) * scale
 
 
 REQUIRED_DEVICES = ("torch-cpu", "numpy")  # every machine has them; other devices' budgets are notes
