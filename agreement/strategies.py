@@ -99,6 +99,41 @@ def kinky_arrays(dtype, shape, bound: float = 10.0, low: float | None = None, ki
     return st.lists(reals(dtype, bound, low), min_size=1, max_size=3).flatmap(with_pool)
 
 
+def low_precision_arrays(dtype, shape, bound: float | None = None):
+    """Arrays of ``dtype`` drawn where low precision breaks (made for "bfloat16" and
+    float16; any dtype works), from four sources in about equal shares, either sign:
+
+    * the overflow threshold: values about sqrt(largest finite), whose squares overflow
+      (256 in float16), and ``bound`` itself (default: 1.1 sqrt(largest finite), 282 in
+      float16: larger inputs would make most examples of a loss with squares unresolvable);
+    * underflow: values about sqrt(smallest normal), whose products (a gradient x times
+      an upstream) fall below the normal range (7.8e-3 in float16), and the smallest
+      normal itself;
+    * ties after rounding: values from a pool of 1 to 3 per array, drawn in float32 and
+      rounded to ``dtype``, so that several nearby float32 values become one (bfloat16
+      keeps 8 significant bits);
+    * any value in [-bound, bound].
+
+    With ``check_gradients(..., dtypes=["bfloat16", "float16"])`` the examples a precision
+    cannot resolve (a loss past float16's 65504) are skipped and counted, the rest compared.
+    """
+    info = precision.finfo(dtype)
+    bound = float(precision.round_to(dtype, 1.1 * np.sqrt(float(info.max)) if bound is None else bound))
+    around = [np.sqrt(float(info.max)) * f for f in (0.9, 1.0, 1.1)] + [bound]
+    around += [np.sqrt(float(info.smallest_normal)) * f for f in (0.5, 1.0, 2.0)] + [float(info.smallest_normal)]
+    with np.errstate(over="ignore"):
+        rounded = [float(precision.round_to(dtype, np.asarray(a))) for a in around]
+    edges = sorted({v for v in rounded if 0 < v <= bound})
+    signed = st.tuples(st.sampled_from(edges), st.booleans()).map(lambda m: -m[0] if m[1] else m[0])
+
+    def with_pool(pool):
+        return hnp.arrays(precision.storage(dtype), shape,
+                          elements=st.one_of(signed, st.sampled_from(pool), reals(dtype, bound)))
+
+    # reals draws bfloat16 in float32 and rounds: nearby float32 values become one
+    return st.lists(reals(dtype, bound), min_size=1, max_size=3).flatmap(with_pool)
+
+
 def labels(n, classes: int):
     """Integer class labels in [0, classes), int64 as torch's cross_entropy and
     nll_loss want their targets, in an array of shape ``n`` (an int, tuple or strategy).

@@ -279,3 +279,43 @@ def test_cuda_low_precision_agrees(case, dtype):
             assert_all(evaluate(case, case.build(size, np.float32, 0), dtype, "cuda"))
         except Unresolvable as skip:
             pytest.skip(str(skip))
+
+
+def _square_sum(params, data):
+    x = params["x"]
+    return np.sum(x * x * data["u"]), {"x": 2 * x * data["u"]}
+
+
+def _square_sum_torch(params, data):
+    return (params["x"] * params["x"] * data["u"]).sum()
+
+
+def test_low_precision_arrays_reach_overflow_underflow_and_ties():
+    """Drawn where low precision breaks, and judged: some examples overflow float16 and are
+    counted as skips, the rest (underflowing products, ties included) pass, and a wrong
+    gradient is caught among them."""
+    def inputs(dtype):
+        return st.builds(lambda x, u: Example({"x": x}, {"u": u}), strategies.low_precision_arrays(dtype, 4),
+                         strategies.upstream_gradients(dtype, 4))
+
+    draws = []
+
+    @settings(max_examples=60, derandomize=True, database=None)
+    @given(strategies.low_precision_arrays(np.float16, 6))
+    def collect(x):
+        draws.append(x)
+
+    collect()
+    values = np.abs(np.concatenate(draws).astype(np.float64))
+    assert np.any(values**2 > 65504) and np.any((values > 0) & (values**2 < 6.1e-5))
+    assert any(len(np.unique(d)) < d.size for d in draws)
+    f16, _ = check_gradients(_square_sum, _square_sum_torch, inputs, dtypes=[np.float16, BFLOAT16],
+                             max_examples=30)
+    assert f16.examples > 0 and sum(f16.skipped.values()) > 0
+
+    def wrong(params, data):
+        loss, grads = _square_sum(params, data)
+        return loss, {"x": grads["x"] * 1.05}
+
+    with without_shrinking(), pytest.raises(AssertionError, match="grad x disagrees"):
+        check_gradients(wrong, _square_sum_torch, inputs, dtypes=[BFLOAT16], max_examples=30)
