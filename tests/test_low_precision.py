@@ -47,8 +47,8 @@ def test_every_case_agrees_and_most_draws_are_compared(case, dtype):
     """Hypothesis over the case's inputs in the precision (the loaded profile's examples, at
     least 20): no disagreement, and the skips, counted, stay a minority, since a strategy
     that drew mostly past float16's range would make its row vacuous. The lowest compared
-    share measured at 100 examples is bce in float16, 43% (torch's BCELoss clamp 1e-12
-    underflows there and its backward gives NaN at p = 0 or 1)."""
+    share measured is bce in float16, 48% (967 of 2000 in the census, docs/low-precision.md:
+    torch's BCELoss clamp 1e-12 underflows there and its backward gives NaN at p = 0 or 1)."""
     examples = max(20, settings.default.max_examples)
     summary = run_case(case, dtype, "cpu", examples)
     assert summary.ok, summary.failure
