@@ -136,8 +136,8 @@ def _own_tolerances(case, dtype, n: int, input_scale: float, own: OwnRounding):
     """Below float32 (agreement/rounding.py, ``own_rounding``): each side is allowed twice its
     own rounding at this input, |side in dtype - side in float64|, plus the float64 floor for
     the difference of the two float64 functions (underflow included: the own rounding is
-    measured); where its own rounding is no information (non-finite, absorbed to 0,
-    subnormal), the dtype's analytic floor."""
+    measured); where its own rounding is no information (its float64 run is not finite),
+    the dtype's analytic floor."""
 
     def tol(key, actual, expected, cond=1.0, side=None):
         floor = tolerance(case.tolerance, dtype, n, expected, cond)
@@ -208,16 +208,21 @@ def compare_other(case: Case, example: Example, dtype, loss, grads, label: str, 
 
 
 def _low_numpy(numpy_call, example: Example, dtype):
-    """NumPy's run in a low precision. It ran in float64 already, so an exception here is
-    the precision's (the reference's "the loss overflows float16"): the example is
-    beyond NumPy in that precision, a counted skip."""
+    """NumPy's run in a low precision. It ran in float64 already, so a ValueError or an
+    arithmetic error here is the precision's (the reference's "the loss overflows
+    float16"): the example is beyond NumPy in that precision, a counted skip. Other
+    exceptions (a TypeError in a float16-only branch) are reported as they are."""
     try:
         # overflow in the precision shows as a skip (``_check_finite``), not as NumPy's warnings
         with np.errstate(all="ignore"):
             return numpy_call(example)
-    except (ValueError, ArithmeticError) as error:
-        raise Unresolvable(f"NumPy in {precision.name(dtype)} raised {type(error).__name__}",
-                           str(error).splitlines()[0][:160]) from error
+    except Exception as error:
+        # a user's function's exception arrives wrapped (check.UserCodeError), the original as its cause
+        cause = error.__cause__ if isinstance(error, AssertionError) and error.__cause__ else error
+        if not isinstance(cause, ValueError | ArithmeticError):
+            raise
+        raise Unresolvable(f"NumPy in {precision.name(dtype)} raised {type(cause).__name__}",
+                           str(cause).splitlines()[0][:160]) from error
 
 
 def _check_finite(side: str, loss, grads, exp_loss, exp_grads) -> None:

@@ -319,3 +319,22 @@ def test_low_precision_arrays_reach_overflow_underflow_and_ties():
 
     with without_shrinking(), pytest.raises(AssertionError, match="grad x disagrees"):
         check_gradients(wrong, _square_sum_torch, inputs, dtypes=[BFLOAT16], max_examples=30)
+
+
+def test_your_numpy_refusing_float16_is_a_counted_skip_and_a_type_error_is_reported():
+    def refuses(params, data):
+        loss, grads = _cubes(params, data)
+        if params["x"].dtype == np.float16 and np.max(np.abs(params["x"])) > 2:
+            raise ValueError("my loss would overflow float16")
+        return loss, grads
+
+    def breaks(params, data):
+        if params["x"].dtype == np.float16:
+            raise TypeError("no float16 branch")
+        return _cubes(params, data)
+
+    example = Example({"x": np.array([3.0, 1.0], np.float16)}, {"u": np.array([1.0, 1.0], np.float16)})
+    with pytest.raises(AssertionError, match=r"1x NumPy in float16 raised ValueError"):
+        check_gradients(refuses, _cubes_torch, [example], dtypes=[np.float16])
+    with pytest.raises(AssertionError, match="your NumPy function raised TypeError: no float16 branch"):
+        check_gradients(breaks, _cubes_torch, [example], dtypes=[np.float16])
