@@ -238,7 +238,7 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
     steps = len(losses)
     if precision.is_low(dtype):
         return _judge_low_precision(case, opt, example, opt_hyper, dtype, losses, params, device, reference,
-                                    without_grad, own64)
+                                    without_grad, own64, against)
     against = _reference(against, case, opt, example, opt_hyper, steps, dtype, without_grad)
     example = against.example
     ex64 = example.astype(np.float64)
@@ -278,7 +278,7 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
 
 
 def _judge_low_precision(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device,
-                         reference, without_grad, own64) -> list[list[Comparison]]:
+                         reference, without_grad, own64, against=None) -> list[list[Comparison]]:
     """Below float32 the analytic spread (``rounding_spread``) bounds every step's rounding
     at u times its terms, which bfloat16's u = 2^-8 turns into a horizon of one step. As
     for single evaluations (agreement/rounding.py, ``own_rounding``), each side's own
@@ -294,8 +294,12 @@ def _judge_low_precision(case: Case, opt, example: Example, opt_hyper: dict, dty
     steps = len(losses)
     example = example.astype(dtype)
     ex64 = example.astype(np.float64)
-    exp_losses, exp_params, _ = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64, opt_hyper, steps,
-                                     reference, without_grad=without_grad)
+    if against is not None and reference is None:
+        against = _reference(against, case, opt, example, opt_hyper, steps, dtype, without_grad)
+        exp_losses, exp_params = against.losses, against.path  # the float64 run, already made
+    else:
+        exp_losses, exp_params, _ = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64, opt_hyper,
+                                         steps, reference, without_grad=without_grad)
     own_losses, own_params = own64
     n = case.reduction_length(example)
     limit = np.sqrt(unit_roundoff(dtype))

@@ -20,14 +20,15 @@ import torch
 from filelock import FileLock
 from PIL import Image
 
-from agreement import registry
+from agreement import precision, registry
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import cases
-from agreement.report import ReportConfig, bench, browser, build_report, figures, training, views
+from agreement.report import ReportConfig, bench, browser, build_report, figures, gradients, training, views
 from agreement.report.__main__ import main, parser
-from agreement.report.build import benchmark_summary
+from agreement.report.build import SKIPPED_CELL, _training_part, benchmark_summary
 from agreement.report.gradients import relative_errors
-from agreement.report.page import render
+from agreement.report.page import CaseSection, render
+from agreement.run import Unresolvable
 from agreement.scenarios.catalog import SCENARIOS, run_part
 from agreement.trajectory import compare_trajectories
 
@@ -253,7 +254,8 @@ def test_every_registered_case_builds_its_section(case, tmp_path, monkeypatch):
     assert section.name == case.name
     assert not section.errors, "\n".join(section.errors)
     assert len(section.figures) == 3 == len(drawn) and all(drawn), [f.title for f in section.figures]
-    assert {"trajectory float32", "trajectory float64", "gradients float32", "gradients float64"} <= set(
+    assert {"trajectory float32", "trajectory float64", "trajectory bfloat16", "trajectory float16",
+            "gradients float32", "gradients float64", "gradients bfloat16", "gradients float16"} <= set(
         section.summary), sorted(section.summary)
 
 
@@ -348,16 +350,94 @@ def test_benchmark_loader_rejects_other_json(tmp_path):
 
 # ---------------------------------------------------------------- the numbers
 def test_divergence_and_verdict_are_compare_trajectories_own():
+    """In every dtype, low precisions included: the per-step errors and the verdict are the judge's."""
     case = CASES["linear_regression"]
     steps = 5
     result = training.training(case, "tiny", steps, 0, "cpu")
     opt = OPTIMIZERS["sgd"]
+    assert list(result.runs) == ["float32", "float64", "bfloat16", "float16"] and not result.skipped
     for name, run in result.runs.items():
         assert run.checked_steps[-1] == steps - 1
         np.testing.assert_array_equal(run.torch_divergence[run.checked_steps], run.loss_errors)
         last = compare_trajectories(case, opt, case.build("tiny", np.float64, 0), result.opt_hyper, steps,
-                                    np.dtype(name).type)
+                                    precision.resolve(name))
         assert run.worst.ratio == max(c.ratio for c in last)
+
+
+def test_low_precision_trajectories_are_drawn_without_a_numpy_bfloat16(monkeypatch):
+    """bfloat16 and float16 beside float32 and float64: torch's loss, its divergence and the
+    judge's tolerance in each; NumPy's run in float16, none in bfloat16 (NumPy has no bfloat16)."""
+    result = training.training(CASES["logistic_regression_logits"], "tiny", 3, 0, "cpu")
+    assert result.runs["bfloat16"].numpy_losses is None and "NumPy has no bfloat16" in result.runs[
+        "bfloat16"].numpy_note
+    assert np.all(np.isfinite(result.runs["float16"].numpy_losses))
+    labels = []
+    monkeypatch.setattr(figures, "data_uri", lambda fig, dpi: labels.extend(
+        line.get_label() for ax in fig.axes for line in ax.lines) or "data:,")
+    figures.training_figure(result, 8)
+    for name in ("float32", "float64", "bfloat16", "float16"):
+        assert {f"torch {name}", f"|torch - reference| {name}", f"tolerance {name}"} <= set(labels), labels
+    assert {"NumPy float16", "|NumPy float16 - reference|"} <= set(labels)
+    assert not any("NumPy bfloat16" in label for label in labels)
+
+
+def test_low_precision_gradient_histograms():
+    """Per parameter: torch in bfloat16 and float16 and NumPy in float16 beside float32 and
+    float64, each low precision's marker the median allowed relative error (its rtol is 0)."""
+    result = gradients.gradient_errors(CASES["two_layer_classifier"], "tiny", 0, "cpu")
+    assert not result.skipped
+    assert {c.dtype for c in result.comparisons} == {"float32", "float64", "bfloat16", "float16"}
+    for param in result.parameters:
+        assert [s.label for s in param.samples] == ["torch float32", "NumPy float32", "torch float64",
+                                                    "torch bfloat16", "torch float16", "NumPy float16"]
+        assert set(param.rtol) == {"float32", "float64"} and set(param.median_allowed) == {"bfloat16", "float16"}
+        # twice the own rounding: about a unit roundoff of the dtype, far above float32's rtol
+        assert param.rtol["float32"] < param.median_allowed["float16"] < param.median_allowed["bfloat16"] < 1
+
+
+def test_a_low_precision_horizon_is_marked_and_said(monkeypatch):
+    """Below float32 the judge stops where torch's own rounding exceeds sqrt(u) max(1, |θ|):
+    scalar_quadratic's tutorial example (a probe driven to large |x|) reaches that horizon
+    after 6 steps in bfloat16. The figure marks it, the summary cell and a note say it."""
+    labels = []
+    monkeypatch.setattr(figures, "data_uri", lambda fig, dpi: labels.extend(
+        line.get_label() for ax in fig.axes for line in ax.lines) or "data:,")
+    section = CaseSection("scalar_quadratic", "model")
+    _training_part(section, CASES["scalar_quadratic"], ReportConfig(**{**SMALLEST, "size": "tutorial", "steps": 8}))
+    text, ok = section.summary["trajectory bfloat16"]
+    assert ok and text.endswith("; comparable for 6 of 8 steps"), text
+    assert "comparable horizon bfloat16 (step 6)" in labels
+    assert any(n.startswith("Trajectory bfloat16: judged up to step 5; from step 6 on") for n in section.notes)
+
+
+def test_an_unresolvable_dtype_becomes_a_note(tmp_path, monkeypatch):
+    """A dtype the example is beyond (agreement.run.Unresolvable) is left out of the figures with
+    its reason in the section's notes and a neutral summary cell; the section has no error."""
+    real_evaluate, real_judge = gradients.evaluate, training.judge_steps
+
+    def evaluate(case, example, dtype, device="cpu"):
+        if precision.name(dtype) == "float16":
+            raise Unresolvable("float16 cannot hold the float64 reference's loss", "|value| up to 7e5")
+        return real_evaluate(case, example, dtype, device)
+
+    def judge_steps(case, opt, example, hyper, dtype, *args, **kwargs):
+        if precision.name(dtype) == "bfloat16":
+            raise Unresolvable("torch-cpu in bfloat16: the first step's parameters are not finite")
+        return real_judge(case, opt, example, hyper, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(gradients, "evaluate", evaluate)
+    monkeypatch.setattr(training, "judge_steps", judge_steps)
+    monkeypatch.setattr(figures, "data_uri", lambda fig, dpi: "data:,")
+    _, (section,) = build_report(ReportConfig.small(cases=("linear_regression",), scenarios=(), benchmarks=tmp_path,
+                                                    **SMALLEST))
+    assert not section.errors, "\n".join(section.errors)
+    assert section.summary["gradients float16"] == section.summary["trajectory bfloat16"] == SKIPPED_CELL
+    assert section.summary["gradients bfloat16"][1] and section.summary["trajectory float16"][1]
+    notes = " ".join(section.notes)
+    assert "Gradients float16 left out: float16 cannot hold the float64 reference's loss" in notes
+    assert "Trajectory bfloat16 left out" in notes and "not finite" in notes
+    gradient_figure = next(f for f in section.figures if f.title == "Gradient error per parameter")
+    assert "Left out: float16" in gradient_figure.caption
 
 
 def test_report_flags_a_wrong_reference():

@@ -19,16 +19,20 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from agreement import precision
 from agreement.registry import Case, cases
 from agreement.report import bench, environment, figures, gradients, training, views
 from agreement.report.config import ReportConfig
-from agreement.report.page import CaseSection, Figure, render
+from agreement.report.page import SUMMARY_COLUMNS, CaseSection, Figure, render
 from agreement.scenarios.catalog import SCENARIOS, Scenario, run_part
 
 TITLE = "Gradient agreement report"
 # Work units per case for the progress bar: training, gradients, data-space view, benchmarks.
 PARTS = 4
 DTYPES = (np.float32, np.float64)  # the scenarios' sides
+# A dtype the example or trajectory is beyond (agreement.run.Unresolvable): no verdict, and
+# no failure either; the section's note carries the reason.
+SKIPPED_CELL = ("not comparable (see notes)", None)
 
 
 def selected_cases(names) -> list[Case]:
@@ -80,31 +84,63 @@ def _training_part(section, case, config):
         text, ok = _ratio_cell([run.worst])
         if run.failed_step is not None:
             text = f"fails at step {run.failed_step}: {text}"
+        elif run.horizon is not None:
+            text = f"{text}; comparable for {run.horizon} of {run.steps} steps"
+            section.notes.append(
+                f"Trajectory {name}: judged up to step {run.horizon - 1}; from step {run.horizon} on, torch's own "
+                f"{name} rounding moves a parameter by more than sqrt(u) max(1, |θ|) (its float64 run from the "
+                "same start is the measure), so rounding, not the math, decides the trajectory.")
         section.summary[f"trajectory {name}"] = (text, ok)
+        if f"trajectory {name}" not in SUMMARY_COLUMNS and not ok:  # no column of its own: say it here
+            section.notes.append(f"Trajectory {name}: {text}.")
+        if run.numpy_note and precision.numpy_computes_in(name):  # bfloat16's absence is the figure caption's
+            section.notes.append(f"Trajectory {name}: no NumPy curve: {run.numpy_note}.")
+    for name, reason in result.skipped.items():
+        section.summary[f"trajectory {name}"] = SKIPPED_CELL
+        section.notes.append(f"Trajectory {name} left out: {reason}.")
     if result.lr_note:
         section.notes.append(f"Trajectories: {result.lr_note}.")
     if not case.trainable:
         section.notes.append("Not a trainable model: SGD here minimizes the probe's scalar directly.")
+    low = [name for name in result.runs if precision.is_low(name)]
     section.figures.append(Figure(
         "Training curves and their divergence", figures.training_figure(result, config.dpi),
-        f"{config.steps} SGD steps from the '{config.size}' example (seed {config.seed}). Top: loss before each "
-        "step, NumPy and torch, float32 and float64. Bottom: |torch loss - float64 reference loss| per step, "
-        "and the tolerance agreement.trajectory applies at each step; dotted: the NumPy reference's "
-        "own float32 drift. Gaps: exactly equal (log scale has no 0).",
+        f"{config.steps} SGD steps from the '{config.size}' example (seed {config.seed}), in "
+        f"{', '.join(result.runs)}. Top: loss before each step, NumPy (pale lines; NumPy has no bfloat16) and "
+        "torch (markers). Bottom: |torch loss - float64 reference loss| per step, each dtype from its own "
+        "rounded start, and the tolerance agreement.trajectory applies at each judged step; dotted: the NumPy "
+        "reference's own drift in that dtype. "
+        + (f"Below float32 ({', '.join(low)}) the tolerance is twice torch's own rounding, measured by the same "
+           "torch run in float64, and judging stops at the measured horizon (a dotted vertical line). "
+           if low else "")
+        + "Gaps: exactly equal, or overflowed (log scale has no 0).",
         f"{case.name}: loss curves and per-step divergence"))
 
 
 def _gradient_part(section, case, config):
     result = gradients.gradient_errors(case, config.size, config.seed, config.device)
-    for dtype in ("float32", "float64"):
+    for dtype in [precision.name(d) for d in gradients.report_dtypes(config.device)]:
+        if dtype in result.skipped:
+            section.summary[f"gradients {dtype}"] = SKIPPED_CELL
+            section.notes.append(f"Gradients {dtype} left out: {result.skipped[dtype]}.")
+            continue
         picked = [c for c in result.comparisons if c.dtype == dtype and c.device.startswith("torch")]
         section.summary[f"gradients {dtype}"] = _ratio_cell(picked)
+        failed = [c for c in result.comparisons if c.dtype == dtype and not c.ok and not c.device.startswith("torch")]
+        if failed:  # the summary's cell is torch's; NumPy in the dtype is a second side (float32, float16)
+            section.notes.append(f"Gradients {dtype}: NumPy in {dtype} fails: {_ratio_cell(failed)[0]}.")
     section.figures.append(Figure(
         "Gradient error per parameter", figures.gradient_figure(result, config.dpi),
         f"Element-wise relative error |g - g_ref| / |g_ref| of each gradient on the '{config.size}' example "
-        f"(seed {config.seed}), against the float64 NumPy reference; exact matches are counted, not drawn. "
-        "Elements right of the rtol line can still pass: the policy judges each element against the "
-        "magnitude of the terms it was summed from (its atol), not against its own size.",
+        f"(seed {config.seed}), against the float64 NumPy reference from the same rounded input, torch on "
+        f"{config.device} in each dtype and NumPy in float32 and float16 (NumPy has no bfloat16); exact matches "
+        "are counted, not drawn. Vertical lines: for float32 and float64 the policy's rtol; elements right of it "
+        "can still pass, since the policy judges each element against the magnitude of the terms it was summed "
+        "from (its atol), not against its own size. Below float32 there is no single rtol: each element may "
+        "differ by twice torch's own rounding there (its float64 run's distance) plus a float64 floor, and the "
+        "line is the median over the elements of that allowed relative error."
+        + (f" Left out: {', '.join(result.skipped)} (the example is beyond it; see the note)."
+           if result.skipped else ""),
         f"{case.name}: histograms of gradient relative error"))
 
 

@@ -13,10 +13,16 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
 NUMPY_COLOR, TORCH_COLOR = "#1f77b4", "#d62728"
-DTYPE_STYLE = {"float32": "-", "float64": "--"}
+# Line style per dtype, the same in every figure; the low precisions' are the ones left after
+# float32 solid and float64 dashed (TF32, CUDA only, a dash-dot-dot of its own).
+DTYPE_STYLE = {"float32": "-", "float64": "--", "bfloat16": "-.", "float16": ":", "tf32": (0, (5, 1, 1, 1, 1, 1))}
+# A colour per dtype where one panel overlays several dtypes' curves (the training divergence).
+DTYPE_COLORS = {"float32": "#9467bd", "float64": "#8c564b", "bfloat16": "#e377c2", "float16": "#bcbd22",
+                "tf32": "#17becf"}
+TORCH_MARKERS = {"float32": "o", "float64": "x", "bfloat16": "^", "float16": "s", "tf32": "d"}
 BACKEND_COLORS = {"numpy": NUMPY_COLOR, "numpy-readable": "#17becf", "torch-cpu": "#ff7f0e", "torch-cuda": "#2ca02c"}
 CLASS_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
 
@@ -47,39 +53,48 @@ def _plain_log(ax):
 
 
 def _positive(values):
-    """Log axes cannot show 0: exact agreement is drawn at the bottom marker row instead."""
+    """Log axes cannot show 0 (exact agreement) or an overflow: both are left as gaps."""
     values = np.asarray(values, np.float64)
-    return np.where(values > 0, values, np.nan)
+    return np.where((values > 0) & np.isfinite(values), values, np.nan)
 
 
 # ---------------------------------------------------------------- training
 def training_figure(result, dpi: int) -> str:
-    fig = _figure(9, 5.6, left=0.85, right=2.2, hspace=0.25)
+    """Loss per step of NumPy and torch in every dtype run (top), and each dtype's
+    |torch - float64 reference| against the judge's tolerance (bottom, log scale);
+    below float32, a dotted vertical line where the judge reached the measured horizon."""
+    fig = _figure(9, 6.2, left=1.0, right=2.4, hspace=0.25)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1, 1])
     for name, run in result.runs.items():
-        steps = np.arange(len(run.numpy_losses))
-        top.plot(steps, run.numpy_losses, DTYPE_STYLE[name], color=NUMPY_COLOR, lw=2.5, alpha=0.5,
-                 label=f"NumPy {name}")
-        top.plot(steps, run.torch_losses, "o" if name == "float32" else "x", color=TORCH_COLOR, ms=4,
-                 mfc="none", label=f"torch {name}")
-        dtype_color = "#9467bd" if name == "float32" else "#8c564b"
-        bottom.plot(steps, _positive(run.torch_divergence), "-o", color=dtype_color, ms=3,
-                        label=f"|torch - reference| {name}")
+        steps = np.arange(run.steps)
+        style, color = DTYPE_STYLE.get(name, ":"), DTYPE_COLORS.get(name, "0.3")
+        if run.numpy_losses is not None:
+            top.plot(steps, run.numpy_losses, ls=style, color=NUMPY_COLOR, lw=2.5, alpha=0.5, label=f"NumPy {name}")
+        top.plot(steps, run.torch_losses, TORCH_MARKERS.get(name, "o"), color=TORCH_COLOR, ms=4, mfc="none",
+                 label=f"torch {name}")
+        bottom.plot(steps, _positive(run.torch_divergence), "-o", color=color, ms=3,
+                    label=f"|torch - reference| {name}")
         if not np.all(np.isnan(run.loss_allowed)):  # a probe loss (Case.compare_loss False) has none
-            bottom.plot(run.checked_steps, run.loss_allowed, "--s", color=dtype_color, ms=4, mfc="none",
+            bottom.plot(run.checked_steps, run.loss_allowed, "--s", color=color, ms=4, mfc="none",
                         label=f"tolerance {name}")
-        if name != "float64":
-            bottom.plot(steps, _positive(run.numpy_divergence), ":", color="0.45",
-                            label=f"|NumPy {name} - reference|")
+        if name != "float64" and run.numpy_divergence is not None:
+            bottom.plot(steps, _positive(run.numpy_divergence), ":", color=color, label=f"|NumPy {name} - reference|")
+        if run.horizon is not None:
+            for ax in (top, bottom):
+                ax.axvline(run.horizon, color=color, ls=":", lw=1.2,
+                           label=f"comparable horizon {name} (step {run.horizon})" if ax is bottom else None)
+    for name in result.skipped:  # the legend names what is missing (the title is full with SGD's settings)
+        top.plot([], [], " ", label=f"{name}: not comparable\n(see the notes)")
     _plain_log(bottom)
     top.set_ylabel("loss (before each step)")
     top.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     top.set_title(f"SGD {', '.join(f'{k}={v}' for k, v in result.opt_hyper.items())}", fontsize=9)
     bottom.set_ylabel("|loss difference|")
     bottom.set_xlabel("step")
-    bottom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole; a short run got 0.5 ticks
+    bottom.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     bottom.set_title("divergence from the float64 NumPy reference (log scale); "
-                     "tolerance from agreement.trajectory at every step", fontsize=8)
+                     "tolerance from agreement.trajectory at every judged step", fontsize=8)
     return data_uri(fig, dpi)
 
 
@@ -212,11 +227,32 @@ def _classification_panel(ax, fit):
 
 
 # ---------------------------------------------------------------- gradients
+# Room for one column of the shared legend, in inches at fontsize 7: a column is as wide as
+# its longest entry, and "median allowed bfloat16" with its handle measured about 1.5 (the
+# average entry 1.2); rows measured 0.155 high, and 0.17 leaves a gap above the x labels.
+LEGEND_ENTRY_WIDTH = 1.5
+LEGEND_ROW_HEIGHT = 0.17
+X_LABEL_ROOM = 0.55  # inches under the panels for their tick labels and x label, above the legend
+# The suptitle's height: a line of fontsize 8 and the gap above the panel titles (the
+# earlier 2-line title had 0.7 inches).
+TITLE_LINE_HEIGHT, TITLE_ROOM = 0.14, 0.42
+
+
 def gradient_figure(result, dpi: int) -> str:
     params = result.parameters
     cols = min(len(params), 4)
     rows = -(-len(params) // cols)
-    fig = _figure(max(2.3 * cols, 5.5), 2.3 * rows + 1.1, left=0.55, top=0.7, bottom=0.85, wspace=0.4, hspace=0.7)
+    width = max(2.3 * cols, 5.5)
+    labels = _gradient_legend_labels(params)
+    legend_cols = max(1, min(len(labels), int(width // LEGEND_ENTRY_WIDTH)))
+    legend_rows = -(-len(labels) // legend_cols)
+    bottom = X_LABEL_ROOM + LEGEND_ROW_HEIGHT * legend_rows
+    skipped = f"\nleft out (the example is beyond it): {', '.join(result.skipped)}" if result.skipped else ""
+    title = ("relative error against the float64 NumPy reference\n"
+             "vertical lines: the policy's rtol (float32, float64); below float32 the median\n"
+             "allowed relative error of torch's elements (twice its own rounding)" + skipped)
+    top = TITLE_ROOM + TITLE_LINE_HEIGHT * (title.count("\n") + 1)
+    fig = _figure(width, 2.3 * rows + top + bottom, left=0.55, top=top, bottom=bottom, wspace=0.4, hspace=0.7)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, param in zip(axes, params, strict=False):
         _histogram_panel(ax, param)
@@ -227,13 +263,27 @@ def gradient_figure(result, dpi: int) -> str:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             labelled.setdefault(label, handle)
     if labelled:
-        fig.legend(labelled.values(), labelled.keys(), fontsize=7, loc="lower center", ncol=len(labelled))
-    fig.suptitle("relative error against the float64 NumPy reference\n"
-                 "vertical lines: the policy's rtol (float32 solid, float64 dashed)", fontsize=8)
+        ordered = [label for label in labels if label in labelled]
+        fig.legend([labelled[k] for k in ordered], ordered, fontsize=7, loc="lower center", ncol=legend_cols)
+    fig.suptitle(title, fontsize=8)
     return data_uri(fig, dpi)
 
 
-GRADIENT_COLORS = {"torch float32": TORCH_COLOR, "NumPy float32": NUMPY_COLOR, "torch float64": "#2ca02c"}
+GRADIENT_COLORS = {"torch float32": TORCH_COLOR, "NumPy float32": NUMPY_COLOR, "torch float64": "#2ca02c",
+                   "torch bfloat16": "#9467bd", "torch float16": "#ff7f0e", "NumPy float16": "#17becf",
+                   "torch tf32": "#8c564b"}
+
+
+def _marker_label(dtype: str, median: bool) -> str:
+    return f"median allowed {dtype}" if median else f"rtol {dtype}"
+
+
+def _gradient_legend_labels(params) -> list:
+    """The histograms' labels, then the vertical lines', in the order the samples were made."""
+    samples = list(dict.fromkeys(s.label for p in params for s in p.samples))
+    lines = list(dict.fromkeys([*(_marker_label(d, False) for p in params for d in p.rtol),
+                                *(_marker_label(d, True) for p in params for d in p.median_allowed)]))
+    return samples + lines
 
 
 def _histogram_panel(ax, param):
@@ -241,8 +291,10 @@ def _histogram_panel(ax, param):
     ax.set_title(f"{param.name} ({param.size} elements)", fontsize=9)
     ax.set_xlabel("log10 relative error", fontsize=8)
     ax.tick_params(labelsize=7)
-    for dtype, rtol in param.rtol.items():
-        ax.axvline(np.log10(rtol), color="0.3", ls=DTYPE_STYLE.get(dtype, ":"), lw=1)
+    markers = [(d, v, False) for d, v in param.rtol.items()] + [(d, v, True) for d, v in param.median_allowed.items()]
+    for dtype, value, median in markers:
+        ax.axvline(np.log10(value), color=GRADIENT_COLORS.get(f"torch {dtype}", "0.3"),
+                   ls=DTYPE_STYLE.get(dtype, ":"), lw=1, label=_marker_label(dtype, median))
     if finite:
         low = max(np.log10(min(f.min() for f in finite)), -18)
         bins = np.linspace(low - 0.1, np.log10(max(f.max() for f in finite)) + 0.1, 30)

@@ -51,7 +51,10 @@ class CaseSection:
         return f"case-{self.name}"
 
 
-SUMMARY_COLUMNS = ("trajectory float32", "trajectory float64", "gradients float32", "gradients float64")
+SUMMARY_COLUMNS = ("trajectory float32", "trajectory float64", "trajectory bfloat16",
+                   "gradients float32", "gradients float64", "gradients bfloat16", "gradients float16")
+# TF32 runs on CUDA only: its columns appear where a section has a verdict for them.
+CUDA_COLUMNS = ("trajectory tf32", "gradients tf32")
 
 
 def _status(text: str, ok) -> str:
@@ -64,21 +67,35 @@ def _environment(rows) -> str:
     return f'<section id="run"><h2>Run</h2><table>{body}</table></section>'
 
 
+def _columns(sections) -> list[str]:
+    """SUMMARY_COLUMNS, and each CUDA column some section fills, grouped by what was compared."""
+    present = [c for c in CUDA_COLUMNS if any(c in s.summary for s in sections)]
+    return sorted([*SUMMARY_COLUMNS, *present], key=lambda c: c.split()[0] != "trajectory")
+
+
 def _summary(sections) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in ("case", "kind", *SUMMARY_COLUMNS))
+    columns = _columns(sections)
+    groups = list(dict.fromkeys(c.split()[0] for c in columns))
+    head = ('<tr><th rowspan="2">case</th><th rowspan="2">kind</th>'
+            + "".join(f'<th colspan="{sum(c.split()[0] == g for c in columns)}">{escape(g)}</th>' for g in groups)
+            + "</tr><tr>" + "".join(f"<th>{escape(c.split(maxsplit=1)[1])}</th>" for c in columns) + "</tr>")
     rows = []
     for s in sections:
         cells = [f'<td><a href="#{escape(s.anchor)}">{escape(s.name)}</a></td>', f"<td>{escape(s.kind)}</td>"]
-        for column in SUMMARY_COLUMNS:
+        for column in columns:
             text, ok = s.summary.get(column, ("error" if s.errors else "n/a", False if s.errors else None))
             cells.append(_status(text, ok))
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (
         '<section id="summary"><h2>Summary</h2>'
         '<p class="note">Each cell: the largest error / tolerance ratio over the compared arrays '
-        "(1 is the tolerance; the trajectory column covers the loss and every parameter at the last step, "
-        "the gradient column every gradient of torch against the float64 NumPy reference).</p>"
-        f"<table><tr>{head}</tr>{''.join(rows)}</table></section>"
+        "(1 is the tolerance; the trajectory column covers the loss and every parameter at the last step "
+        "judged, the gradient column every gradient of torch against the float64 NumPy reference). Below "
+        "float32 the tolerance is twice torch's own rounding (its float64 run's distance), and a trajectory "
+        "is judged up to the measured horizon where rounding, not the math, starts deciding it "
+        "(\"comparable for k of n steps\"). \"not comparable\": the example is beyond the dtype, as the "
+        "section's note says; float16 trajectories are in each section.</p>"
+        f"<table>{head}{''.join(rows)}</table></section>"
     )
 
 

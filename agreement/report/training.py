@@ -1,24 +1,30 @@
 """Training curves of the NumPy reference and its torch twin, and their divergence per step.
 
 The tolerance drawn per step is the one ``agreement.trajectory`` applies: it is
-read from ``trajectory_steps``' comparisons (every step, up to the first that
-failed), never re-derived here.
+read from ``judge_steps``' comparisons (every step, up to the first that
+failed), never re-derived here. Below float32 (bfloat16, float16; TF32 on CUDA)
+the judge measures torch's own rounding by the same torch run in float64 from
+the same start, and stops at the measured horizon, where rounding, not the math,
+decides the trajectory; NumPy has no bfloat16 (agreement/precision.py), so
+that dtype has no NumPy curve.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from agreement import precision
 from agreement.compare import Comparison
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case, Example
-from agreement.run import TORCH_DTYPES
+from agreement.report.gradients import report_dtypes
+from agreement.run import Unresolvable, torch_dtype, torch_precision
 from agreement.trajectory import Reference, judge_steps, reference_trajectory
 from torch_impl import train
 
-DTYPES = (np.float32, np.float64)
 OPTIMIZER = OPTIMIZERS["sgd"]
 # Step sizes tried when SGD's default diverges on a builder's example (sum-reduced
 # losses over tutorial-sized batches): each a tenth of the one before.
@@ -33,20 +39,34 @@ class DtypeTrajectory:
     """One dtype's runs. Losses are per step, before each update."""
 
     dtype: str
-    numpy_losses: np.ndarray  # the reference computed in this dtype
+    numpy_losses: np.ndarray | None  # the reference computed in this dtype; None: none (see numpy_note)
     torch_losses: np.ndarray  # the twin in this dtype
     reference_losses: np.ndarray  # float64 reference from the same (rounded) start
     checked_steps: list  # steps whose tolerance trajectory_steps reported
     loss_allowed: list  # the allowed |torch loss - reference loss| at those steps (NaN: the loss is not judged)
     loss_errors: list  # trajectory_steps' |torch loss - reference loss| there (= torch_divergence)
     worst: Comparison  # largest error/tolerance ratio over loss and parameters at the last checked step
+    numpy_note: str = ""  # why numpy_losses is None: NumPy has no such dtype, or its run failed in it
+
+    @property
+    def steps(self) -> int:
+        return len(self.torch_losses)
+
+    @property
+    def horizon(self) -> int | None:
+        """Below float32: the number of leading steps judged, where the judge stopped at
+        the measured horizon before the end without a failure; None otherwise."""
+        judged = len(self.checked_steps)
+        return judged if self.worst.ok and judged < self.steps else None
 
     @property
     def torch_divergence(self) -> np.ndarray:
         return np.abs(self.torch_losses - self.reference_losses)
 
     @property
-    def numpy_divergence(self) -> np.ndarray:
+    def numpy_divergence(self) -> np.ndarray | None:
+        if self.numpy_losses is None:
+            return None
         return np.abs(self.numpy_losses.astype(np.float64) - self.reference_losses)
 
     @property
@@ -59,6 +79,7 @@ class TrainingResult:
     opt_hyper: dict
     lr_note: str  # empty, or why the step size differs from SGD's default
     runs: dict  # dtype name -> DtypeTrajectory
+    skipped: dict = field(default_factory=dict)  # dtype name -> why its trajectory cannot be judged (Unresolvable)
 
 
 def _is_stable(example: Example, trajectory) -> bool:
@@ -99,16 +120,47 @@ def _step_of(comparison: Comparison) -> int:
     return int(comparison.what.split()[1])  # "step 3 loss" / "step 3 param W"
 
 
+def _numpy_losses(case, ex, hyper, steps, dtype) -> tuple[np.ndarray | None, str]:
+    """The NumPy reference's losses computed in ``dtype``, or None and why there are none."""
+    name = precision.name(dtype)
+    if not precision.numpy_computes_in(dtype):
+        return None, f"NumPy has no {name} (agreement/precision.py): torch only"
+    if not precision.is_low(dtype):
+        return reference_trajectory(case, OPTIMIZER, ex, hyper, steps)[0], ""
+    try:
+        with np.errstate(all="ignore"):  # float16 overflow is the precision's, not the reference's
+            return reference_trajectory(case, OPTIMIZER, ex, hyper, steps)[0], ""
+    except (ValueError, ArithmeticError) as error:  # the reference rejects a non-finite value
+        return None, f"NumPy in {name} raised {type(error).__name__} ({str(error).splitlines()[0][:160]})"
+
+
+def _torch_run(case, ex, hyper, steps, dtype, device):
+    try:
+        with torch_precision(dtype):
+            return train.train(case.twin, ex.params, ex.data, ex.hyper, OPTIMIZER.torch_name, hyper, steps, device,
+                               torch_dtype(dtype))
+    except RuntimeError as error:
+        if not precision.is_low(dtype):
+            raise
+        # as agreement.trajectory.trajectory_steps: its float64 run succeeded, so the failure is the precision's
+        raise Unresolvable(f"torch-{device} in {precision.name(dtype)} raised RuntimeError",
+                           str(error).splitlines()[0][:160]) from error
+
+
 def _dtype_run(case, example, hyper, steps, dtype, device) -> DtypeTrajectory:
     ex = example.astype(dtype)
-    numpy_losses, _ = reference_trajectory(case, OPTIMIZER, ex, hyper, steps)
+    numpy_losses, numpy_note = _numpy_losses(case, ex, hyper, steps, dtype)
     against = Reference(case, OPTIMIZER, ex, hyper, steps, dtype)  # the float64 run from the same (rounded) start
     reference_losses = against.losses
-    torch_losses, torch_params = train.train(case.twin, ex.params, ex.data, ex.hyper, OPTIMIZER.torch_name, hyper,
-                                             steps, device, TORCH_DTYPES[np.dtype(dtype)])
+    own64 = None
+    if precision.is_low(dtype):
+        # below float32 the judge measures torch's own rounding: the same torch run in float64 from the same start
+        own64 = train.train(case.twin, ex.params, ex.data, ex.hyper, OPTIMIZER.torch_name, hyper, steps, device,
+                            torch.float64)
+    torch_losses, torch_params = _torch_run(case, ex, hyper, steps, dtype, device)
     checked, allowed, errors = [], [], []
     per_step = judge_steps(case, OPTIMIZER, ex, hyper, dtype, torch_losses, torch_params, f"torch-{device}",
-                           against=against)
+                           against=against, own64=own64)
     for comparisons in per_step:
         loss = _loss_comparison(comparisons)
         step = _step_of(comparisons[0])
@@ -117,12 +169,19 @@ def _dtype_run(case, example, hyper, steps, dtype, device) -> DtypeTrajectory:
         errors.append(abs(float(torch_losses[step]) - float(reference_losses[step])) if loss is None
                       else loss.abs_err)
     worst = max(per_step[-1], key=lambda c: c.ratio)
-    return DtypeTrajectory(np.dtype(dtype).name, numpy_losses, np.asarray(torch_losses, np.float64),
-                           reference_losses, checked, allowed, errors, worst)
+    return DtypeTrajectory(precision.name(dtype), numpy_losses, np.asarray(torch_losses, np.float64),
+                           reference_losses, checked, allowed, errors, worst, numpy_note)
 
 
 def training(case: Case, size: str, steps: int, seed: int, device: str) -> TrainingResult:
+    """Every dtype the report compares on ``device`` (``report_dtypes``); a low precision
+    whose trajectory cannot be judged from the first step is left out with its reason."""
     example = case.build(size, np.float64, seed)
     hyper, note = stable_hyper(case, example, steps)
-    runs = {np.dtype(d).name: _dtype_run(case, example, hyper, steps, d, device) for d in DTYPES}
-    return TrainingResult(hyper, note, runs)
+    runs, skipped = {}, {}
+    for dtype in report_dtypes(device):
+        try:
+            runs[precision.name(dtype)] = _dtype_run(case, example, hyper, steps, dtype, device)
+        except Unresolvable as skip:
+            skipped[precision.name(dtype)] = str(skip)
+    return TrainingResult(hyper, note, runs, skipped)
