@@ -28,6 +28,23 @@ from torch_impl import train
 class Body:
     run: Callable[[], object]
     reset: Callable[[], None] | None = None
+    # What a captured CUDA graph reads and writes but holds no reference to (the
+    # module, the batch): kept alive as long as the body, or their memory would
+    # return to the allocator while replays still use it.
+    keep: tuple = ()
+
+
+def training_step(module, batch, optimizer):
+    """One step as a PyTorch user writes the loop; returns the loss tensor, never synced."""
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = module(**batch)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
 
 
 def _optimizer():
@@ -125,14 +142,7 @@ def torch_body(case, example, phase: str, device: str) -> Body:
 
         return Body(forward_backward)
     module, batch, optimizer = _torch_step_parts(case, example, device)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = module(**batch)
-        loss.backward()
-        optimizer.step()
-        return loss
-
+    step = training_step(module, batch, optimizer)
     step()
     return Body(step, _torch_reset(module, optimizer))
 
@@ -150,7 +160,7 @@ def torch_graph_body(case, example) -> Body:
         graph.replay()
         return loss
 
-    return Body(replay, reset)
+    return Body(replay, reset, keep=(module, batch, optimizer))
 
 
 def host_to_device_body(example, device: str) -> Body:

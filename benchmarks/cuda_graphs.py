@@ -58,11 +58,6 @@ def capture_step(module, batch: dict, optimizer):
     each replay writes fresh gradients instead of accumulating into old ones.
     Returns the graph and its static loss tensor (rewritten by every replay)."""
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = module(**batch)
-        loss.backward()
-        optimizer.step()
-        return loss
+    from benchmarks.bodies import training_step  # bodies imports this module
 
-    return capture(step)
+    return capture(training_step(module, batch, optimizer))

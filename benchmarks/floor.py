@@ -10,27 +10,34 @@ with the same threads: the time the step would take if everything outside its
 products (elementwise passes, loss, update, dispatch) cost nothing. A step's
 ``floor_fraction`` is floor time / step time.
 
-Which products a step performs is observed, never written down a second time:
+Which products a step performs is observed, never written down a second time,
+and replayed on the very operands the step used (the same buffers: the step
+reads X twice, forward and backward, and a floor that read two copies would
+miss in the cache where the step hits; on the large logistic model in float64
+that alone made the "floor" twice the step's products):
 
-* NumPy: the fast model's ``loss_and_grads()`` is run once with
+* NumPy: a fast model built for the floor runs ``loss_and_grads()`` once with
   ``reference.fast``'s ``np`` replaced by a recorder, which keeps every
-  ``np.matmul`` whose operands are both matrices. The bias gradients'
-  ``ones @ d`` (a vector times a matrix) are left out: torch forms them as a sum,
-  and FlopCounterMode counts neither.
-* torch: forward and backward of the twin run once on the meta device (shapes
-  and strides only) under a dispatch mode that keeps every ``mm`` and ``addmm``
-  (``nn.Linear``'s forward); an ``addmm``'s bias broadcast is not a product, so
-  the floor times ``mm`` on the same operands.
+  ``np.matmul`` whose operands are both matrices, with its operands and output.
+  The bias gradients' ``ones @ d`` (a vector times a matrix) are left out: torch
+  forms them as a sum, and FlopCounterMode counts neither.
+* torch: the twin runs forward and backward once on the meta device (shapes,
+  strides and storages, no arithmetic, on the calling thread) under a dispatch
+  mode that keeps every ``mm`` and ``addmm`` (``nn.Linear``'s forward) with its
+  operands. Replay allocates one real buffer per storage the operands came
+  from, on the timed device and in the timed dtype, and views it with each
+  operand's shape, strides and offset: what the step read twice is read twice
+  from one buffer. An ``addmm``'s bias broadcast is not a product, so the floor
+  times ``mm`` on the same operands, into preallocated outputs.
 
-Replay uses operands of the same shapes, strides and dtype, and preallocated
-outputs; the products' FLOPs equal the step's matrix-product FLOPs counted by
-FlopCounterMode (benchmarks/test_harness.py checks both recorders).
+The products' FLOPs equal the step's matrix-product FLOPs counted by
+FlopCounterMode (benchmarks/test_training.py asserts it for every timed step,
+benchmarks/test_harness.py checks both recorders against each other).
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -42,39 +49,23 @@ from reference import fast
 from torch_impl import train
 
 
-@dataclass(frozen=True)
-class Product:
-    """One product a @ b: each operand's shape and strides in elements."""
-
-    a_shape: tuple
-    a_strides: tuple
-    b_shape: tuple
-    b_strides: tuple
-
-    @property
-    def flops(self) -> int:
-        (m, k), n = self.a_shape, self.b_shape[1]
-        return 2 * m * k * n
-
-
-def total_flops(products) -> int:
-    return sum(p.flops for p in products)
+def flops(calls) -> int:
+    """2 m k n per product (a: m x k, b: k x n)."""
+    return sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in calls)
 
 
 class _RecordingNumpy:
-    """Stands in for the ``np`` module: delegates everything, notes matrix-matrix products."""
+    """Stands in for the ``np`` module: delegates everything, keeps matrix-matrix products."""
 
     def __init__(self):
-        self.products: list[Product] = []
+        self.calls: list[tuple] = []
 
     def __getattr__(self, name):
         return getattr(np, name)
 
     def matmul(self, a, b, *args, **kwargs):
         if np.ndim(a) == 2 and np.ndim(b) == 2:
-            size = a.itemsize
-            self.products.append(Product(a.shape, tuple(s // size for s in a.strides),
-                                         b.shape, tuple(s // size for s in b.strides)))
+            self.calls.append((a, b, kwargs.get("out")))
         return np.matmul(a, b, *args, **kwargs)
 
 
@@ -88,56 +79,59 @@ def _recording_numpy():
         fast.np = np
 
 
-def numpy_products(case, example) -> list[Product]:
-    """The products of one ``loss_and_grads()`` of the case's fast model."""
+def numpy_products(case, example) -> list[tuple]:
+    """(a, b, out) of each product in one ``loss_and_grads()`` of a fast model of its own."""
     model = fast.for_reference(case.reference)(example.params, example.data, **example.hyper)
     with _recording_numpy() as recorder:
         model.loss_and_grads()
-    return recorder.products
+    return [(a, b, np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out)
+            for a, b, out in recorder.calls]
 
 
 class _RecordingProducts(TorchDispatchMode):
     def __init__(self):
         super().__init__()
-        self.products: list[Product] = []
+        self.calls: list[tuple] = []  # the meta operands stay referenced: no storage is freed and reused
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         operands = {torch.ops.aten.mm.default: args[:2], torch.ops.aten.addmm.default: args[1:3]}.get(func)
         if operands is not None:
-            a, b = operands
-            self.products.append(Product(tuple(a.shape), tuple(a.stride()), tuple(b.shape), tuple(b.stride())))
+            self.calls.append((*operands, None))
         return func(*args, **(kwargs or {}))
 
 
-def torch_products(case, example) -> list[Product]:
-    """The products of the twin's forward and backward (recorded on the meta device)."""
+def torch_products(case, example) -> list[tuple]:
+    """(a, b, None) of each product of the twin's forward and backward, as meta tensors."""
     module = train.build(case.twin, example.params, example.hyper, "meta", torch.float32)
     batch = train.to_device(example.data, "meta", torch.float32)
     with _RecordingProducts() as recorder:
         module(**batch).backward()
-    return recorder.products
+    return recorder.calls
 
 
-def products(library: str, case, example) -> list[Product]:
-    return numpy_products(case, example) if library == "numpy" else torch_products(case, example)
+def storage_key(tensor) -> int:
+    """Identifies a tensor's storage (views of one tensor share it)."""
+    return tensor.untyped_storage()._cdata
 
 
-def _numpy_operand(rng, shape, strides, dtype):
-    """A standard-normal array with this shape and these element strides (a view of a fresh buffer)."""
-    extent = 1 + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
-    buffer = rng.standard_normal(extent).astype(dtype)
-    item = buffer.itemsize
-    return np.lib.stride_tricks.as_strided(buffer, shape, tuple(s * item for s in strides))
+def _torch_operands(calls, dtype, device: str) -> list[tuple]:
+    """Real tensors for recorded meta operands: one buffer per storage, viewed as recorded."""
+    torch_dtype = TORCH_DTYPES[np.dtype(dtype)]
+    buffers = {}
+
+    def real(meta):
+        key = storage_key(meta)
+        if key not in buffers:
+            elements = meta.untyped_storage().nbytes() // meta.element_size()
+            buffers[key] = torch.randn(elements, dtype=torch_dtype, device=device)
+        return torch.as_strided(buffers[key], meta.shape, meta.stride(), meta.storage_offset())
+
+    return [(real(a), real(b), torch.empty((a.shape[0], b.shape[1]), dtype=torch_dtype, device=device))
+            for a, b, _ in calls]
 
 
-def numpy_body(products_, dtype):
-    """A zero-argument call performing the products with NumPy into preallocated outputs."""
-    rng = np.random.default_rng(0)
-    calls = []
-    for p in products_:
-        a = _numpy_operand(rng, p.a_shape, p.a_strides, dtype)
-        b = _numpy_operand(rng, p.b_shape, p.b_strides, dtype)
-        calls.append((a, b, np.empty((p.a_shape[0], p.b_shape[1]), dtype)))
+def numpy_run(calls):
+    """A zero-argument call performing the recorded NumPy products again."""
 
     def run():
         for a, b, out in calls:
@@ -146,18 +140,10 @@ def numpy_body(products_, dtype):
     return run
 
 
-def torch_body(products_, dtype, device: str, graphed: bool = False):
-    """The same with torch on ``device``; ``graphed`` captures them as one CUDA graph
-    (the floor of a graph-captured step)."""
-    torch_dtype = TORCH_DTYPES[np.dtype(dtype)]
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    calls = []
-    for p in products_:
-        a, b = (torch.empty_strided(shape, strides, dtype=torch_dtype, device=device)
-                for shape, strides in ((p.a_shape, p.a_strides), (p.b_shape, p.b_strides)))
-        for t in (a, b):
-            t.copy_(torch.randn(t.shape, generator=generator, dtype=torch_dtype))
-        calls.append((a, b, torch.empty((p.a_shape[0], p.b_shape[1]), dtype=torch_dtype, device=device)))
+def torch_run(calls, dtype, device: str, graphed: bool = False):
+    """The recorded torch products on ``device`` in ``dtype``; ``graphed`` captures them
+    as one CUDA graph (the floor of a graph-captured step)."""
+    calls = _torch_operands(calls, dtype, device)
 
     def run():
         for a, b, out in calls:
@@ -166,4 +152,9 @@ def torch_body(products_, dtype, device: str, graphed: bool = False):
     if not graphed:
         return run
     graph, _ = capture(run)
-    return graph.replay
+
+    def replay():
+        graph.replay()
+        return calls  # the graph reads and writes the operands' memory but holds no reference to them
+
+    return replay

@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from agreement.cases.common import sizes
+from benchmarks.sizes import BENCH_ONLY_SIZES
 from benchmarks.summary import BACKENDS
 
 STYLE = {"float32": "-", "float64": "--"}
@@ -52,7 +53,7 @@ def plot(results: dict, output: Path) -> Path:
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     colors = dict(zip(BACKENDS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    order = sizes()
+    order = (*sizes(), *BENCH_ONLY_SIZES)  # the GPU tier after the registry's sizes
     for ax, ((case, phase), lines) in zip(axes.flat, sorted(panels.items()), strict=False):
         for (backend, dtype), by_size in sorted(lines.items()):
             drawn = [s for s in order if s in by_size]

@@ -6,11 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import CASES, cases
-from benchmarks import bodies, flops, summary
-from benchmarks.settings import OPTIMIZER
+from benchmarks import bodies, floor, flops, sizes, summary
+from benchmarks.settings import OPTIMIZER, cuda_available, cuda_skip_reason
 
 cases()  # fills the registry
 
@@ -90,3 +91,117 @@ def test_plot_draws_time_against_size_per_backend(tmp_path):
     assert plot.series(results)[("c", "step")][("numpy", "float32")] == {"tiny": 1e-5, "large": 1e-1}
     out = plot.plot(results, tmp_path / "plot.png")
     assert out.stat().st_size > 1000
+
+
+# ---------------------------------------------------------------- floor, sizes, CUDA graphs
+
+
+@pytest.mark.parametrize("size", ["tiny", "tutorial"])
+@pytest.mark.parametrize("name", [c.name for c in cases(trainable=True)])
+def test_both_floor_recorders_see_the_same_products_as_the_step(name, size):
+    """NumPy's recorder (the fast model's matmuls) and torch's (mm/addmm of the twin)
+    find products of the same FLOPs; for the two-layer nets, the hand count of the
+    first test above."""
+    case = CASES[name]
+    ex = case.build(size, np.float32, 0)
+    numpy_calls, torch_calls = floor.numpy_products(case, ex), floor.torch_products(case, ex)
+    assert floor.flops(numpy_calls) == floor.flops(torch_calls) > 0
+    if name.startswith("two_layer"):
+        (n, d_in), (_, hidden), (_, d_out) = ex.data["X"].shape, ex.params["W1"].shape, ex.params["W2"].shape
+        assert len(numpy_calls) == len(torch_calls) == 5
+        assert floor.flops(numpy_calls) == 4 * n * d_in * hidden + 6 * n * hidden * d_out
+    assert floor.fast.np is np, "the recorder was left in place"
+
+
+def test_the_floor_replays_the_steps_own_operands():
+    """The data matrix X enters the forward product and the weight gradient's as the
+    same buffer (X and X.T), as in the step, on NumPy's side and on torch's."""
+    case = CASES["two_layer_regression"]
+    ex = case.build("tiny", np.float64, 0)
+    calls = floor.numpy_products(case, ex)
+    first, last = calls[0][0], calls[-1][0]
+    assert np.shares_memory(first, last) and last.shape == first.shape[::-1]
+    floor.numpy_run(calls)()
+    assert all(out.shape == (a.shape[0], b.shape[1]) for a, b, out in calls)
+    torch_calls = floor.torch_products(case, ex)
+    x_forward, x_backward = torch_calls[0][0], torch_calls[-1][1]  # X in addmm, and in dW1 = dh^T X
+    assert floor.storage_key(x_forward) == floor.storage_key(x_backward)
+    replayed = floor._torch_operands(torch_calls, np.float64, "cpu")
+    assert replayed[0][0].data_ptr() == replayed[-1][1].data_ptr()  # one buffer for both
+    assert all(a.stride() == m.stride() and a.dtype == torch.float64
+               for (a, _, _), (m, _, _) in zip(replayed, torch_calls, strict=True))
+    floor.torch_run(torch_calls, np.float32, "cpu")()
+
+
+def test_xl_is_built_by_the_case_and_never_seen_by_the_registry(monkeypatch):
+    from agreement.cases.common import MODEL_SIZES
+    from agreement.cases.common import sizes as registry_sizes
+
+    monkeypatch.setitem(sizes.BENCH_ONLY_SIZES, "xl", dict(N=3, D_in=4, H=5, D_out=2))
+    ex = sizes.build(CASES["two_layer_classifier"], "xl", np.float32)
+    assert ex.data["X"].shape == (3, 4) and ex.params["W2"].shape == (5, 2)
+    assert "xl" not in MODEL_SIZES and "xl" not in registry_sizes()
+    assert all("xl" not in c.sizes for c in cases())
+
+
+def test_xl_is_timed_on_cuda_only():
+    from benchmarks.test_training import _grid
+
+    xl = [p for p in _grid() if p.values[2] == "xl"]
+    assert {p.values[0].name for p in xl} == set(sizes.XL_CASES) and {p.values[1] for p in xl} == {"step"}
+    for p in xl:
+        reasons = [m.kwargs.get("reason", "") for m in p.marks if m.name in ("skip", "skipif")]
+        if p.values[4] in sizes.XL_BACKENDS:
+            assert any(m.name == "cuda" for m in p.marks)
+        else:
+            assert p.values[4] in ("numpy", "torch-cpu") and reasons == [sizes.XL_SKIP_REASON]
+
+
+def test_summary_shows_the_floor_beside_the_peak_and_judges_it():
+    def row(backend, median, floor_s):
+        return dict(case="two_layer_regression", phase="step", size="tutorial", dtype="float32", backend=backend,
+                    median_s=median, min_s=median, flops=10, peak_fraction=0.5, peak_fraction_best_round=0.5,
+                    peak_gflops=1.0, floor_s=floor_s, floor_fraction=floor_s / median,
+                    floor_fraction_best_round=floor_s / median)
+
+    rows = [row("numpy", 1e-3, 0.8e-3), row("torch-cpu", 2e-3, 0.9e-3)]
+    assert "50% mm 80% fl" in "\n".join(summary.table(rows))
+    assert any("80% of floor" in line for line in summary.floor_table(rows))
+    lines = summary.targets(rows)
+    assert any(line.startswith("met  numpy step >= 75% of its floor") for line in lines)
+    rows[0].update(median_s=1.2e-3, floor_fraction=0.8e-3 / 1.2e-3)
+    assert any(line.startswith("MISS numpy step >= 75% of its floor") for line in summary.targets(rows))
+
+
+def test_the_machine_is_named():
+    from benchmarks import machine
+
+    about = machine.description()
+    assert about["cpu_model"] and about["numpy_blas"] and about["torch_blas"]
+    assert machine.backend_blas("numpy-readable") == machine.numpy_blas()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason=cuda_skip_reason())
+@pytest.mark.parametrize("name", ["two_layer_regression", "two_layer_classifier"])
+def test_a_graph_replay_is_the_eager_step(name):
+    """The captured step, replayed, does what the eager step does from the same state:
+    the same loss and the same parameters after each of two steps (it reads the live
+    parameters, writes fresh gradients, and updates momentum like the eager loop)."""
+    from benchmarks.cuda_graphs import WARMUP_CALLS, capture_step
+
+    case = CASES[name]
+    ex = case.build("tiny", np.float64, 0)
+    module, batch, optimizer = bodies._torch_step_parts(case, ex, "cuda")
+    eager_module, eager_batch, eager_optimizer = bodies._torch_step_parts(case, ex, "cuda")
+
+    eager_step = bodies.training_step(eager_module, eager_batch, eager_optimizer)
+    graph, loss = capture_step(module, batch, optimizer)  # its warm-up took WARMUP_CALLS eager steps
+    for _ in range(WARMUP_CALLS):
+        eager_step()
+    for _ in range(2):
+        graph.replay()
+        expected = eager_step()
+        torch.testing.assert_close(loss, expected)
+        for p, q in zip(module.parameters(), eager_module.parameters(), strict=True):
+            torch.testing.assert_close(p, q)

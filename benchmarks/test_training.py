@@ -70,15 +70,17 @@ def _body(case, example, phase, backend):
 
 
 def _floor(case, example, size, dtype, backend):
-    """The step's products timed alone by the backend's own library (numpy-readable: NumPy's)."""
+    """The step's products timed alone by the backend's own library (numpy-readable: NumPy's),
+    recorded on operands of their own (benchmarks/floor.py)."""
     of = "numpy" if backend.startswith("numpy") else backend
-    products = floor.products("numpy" if of == "numpy" else "torch", case, example)
     if of == "numpy":
-        make_run = lambda: floor.numpy_body(products, dtype)  # noqa: E731
+        calls = floor.numpy_products(case, example)
+        make_run = lambda: floor.numpy_run(calls)  # noqa: E731
     else:
-        make_run = lambda: floor.torch_body(products, dtype, "cpu" if of == "torch-cpu" else "cuda",  # noqa: E731
-                                            graphed=of == "torch-cuda-graph")
-    return (of, case.name, size, np.dtype(dtype).name), make_run, floor.total_flops(products), len(products)
+        calls = floor.torch_products(case, example)
+        make_run = lambda: floor.torch_run(calls, dtype, "cpu" if of == "torch-cpu" else "cuda",  # noqa: E731
+                                           graphed=of == "torch-cuda-graph")
+    return (of, case.name, size, np.dtype(dtype).name), make_run, floor.flops(calls), len(calls)
 
 
 @pytest.mark.parametrize("case, phase, size, dtype, backend", list(_grid()))

@@ -6,9 +6,8 @@ for repeated training steps, as a tuned NumPy program would:
 
 * every intermediate and gradient lives in a buffer allocated at construction
   and is written with ``out=``; parameters, momentum and gradients are the three
-  rows of one flat block, and the SGD step reads that block and writes a second
-  one in one matrix product or one matrix-vector product per row, whichever
-  the machine's BLAS runs faster (``SGD``);
+  rows of one flat block, and the SGD step is one matrix product from the block
+  to a second one (``SGD``);
 * transposed operands are passed as views (``X.T``), which BLAS reads with its
   transpose flag instead of copying;
 * the ReLU's input is overwritten by its output; its derivative is taken from
@@ -22,8 +21,6 @@ with the readable reference, and ``SGD`` with ``optim.sgd_update``, to rounding
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 
@@ -147,7 +144,15 @@ class LogisticRegressionSigmoid(_Linear):
 
 
 class _TwoLayer(_Model):
-    """relu(X W1 + b1) W2 + b2; subclasses supply the loss on the output."""
+    """relu(X W1 + b1) W2 + b2; subclasses supply the loss on the output.
+
+    ``CLASS_MAJOR``: the output (N, D_out) is stored column by column (a transposed
+    view of a C-ordered (D_out, N) buffer), computed as W2^T h^T. A loss that
+    reduces over each row (softmax) then runs one vectorised pass per class over
+    all N samples instead of one short reduction per row; the backward products
+    read the view with BLAS's transpose flag."""
+
+    CLASS_MAJOR = False
 
     def __init__(self, params, data, bias=True, **hyper):
         super().__init__(params, data, bias=bias, **hyper)
@@ -155,12 +160,12 @@ class _TwoLayer(_Model):
         self.hidden = np.empty((n, hidden), self.dtype)
         self.d_hidden = np.empty_like(self.hidden)
         self.active = np.empty((n, hidden), self.dtype)  # relu'(pre) as 1.0 / 0.0
-        self.d_out = np.empty((n, d_out), self.dtype)
+        self.d_out = np.empty((d_out, n), self.dtype).T if self.CLASS_MAJOR else np.empty((n, d_out), self.dtype)
         self.ones = np.ones(n, self.dtype)  # bias gradients as ones @ d: a BLAS pass, not a strided reduction
-        self.zero = self.dtype.type(0)
         # the ReLU against an array of zeros: a scalar operand takes ufunc's broadcasting
         # path, 3.9 us on the tutorial's 64 x 100 float32 where same-shape arrays take 1.2
         self.zeros = np.zeros((n, hidden), self.dtype)
+        self.ones_hidden = np.ones((n, hidden), self.dtype)
 
     def loss_and_grads(self):
         X, p, g, h, dh = self.data["X"], self.params, self.grads, self.hidden, self.d_hidden
@@ -169,17 +174,23 @@ class _TwoLayer(_Model):
         if bias:
             h += p["b1"]
         np.maximum(h, self.zeros, out=h)
-        np.matmul(h, p["W2"], out=self.d_out)
+        if self.CLASS_MAJOR:
+            np.matmul(p["W2"].T, h.T, out=self.d_out.T)
+        else:
+            np.matmul(h, p["W2"], out=self.d_out)
         if bias:
             self.d_out += p["b2"]
         loss = self._loss_and_gradient(self.d_out)  # d_out now holds dL/dout
         np.matmul(h.T, self.d_out, out=g["W2"])
         np.matmul(self.d_out, p["W2"].T, out=dh)
-        # relu' from the output h = max(pre, 0) >= 0: h > 0 is 1 where pre > 0 and 0
-        # where pre <= 0 (torch's relu'(0) = 0), written as 1.0 / 0.0; a multiply is a
-        # plain SIMD pass, where a masked copy branches on a random mask (4.5 vs 0.6 ms
-        # at the large size), and the comparison beats np.sign (1.4-2.7x at the large size).
-        np.greater(h, self.zero, out=self.active, casting="unsafe")
+        # relu' from the output h = max(pre, 0), which is +0 where pre <= 0 (torch's
+        # relu'(0) = 0) and positive elsewhere: min(ceil(h), 1) is exactly 0.0 / 1.0 there,
+        # two plain SIMD passes (2.1 us on the tutorial's 64 x 100 float32, where a
+        # comparison cast to floats took 4.0 and np.sign 4.9); a multiply, where a masked
+        # copy branches on a random mask (4.5 vs 0.6 ms at the large size). A NaN in h
+        # makes that row's output, and so its dh, NaN whatever the mask.
+        np.ceil(h, out=self.active)
+        np.minimum(self.active, self.ones_hidden, out=self.active)
         dh *= self.active
         np.matmul(X.T, dh, out=g["W1"])
         if bias:
@@ -201,38 +212,40 @@ class TwoLayerRegression(_TwoLayer):
 
 class TwoLayerClassifier(_TwoLayer):
     reference = staticmethod(models.two_layer_classifier)
+    CLASS_MAJOR = True  # the softmax's row maxima and sums, one pass per class (64 x 10: 11.9 vs 15 us)
 
     def __init__(self, params, data, reduction="mean", bias=True):
         super().__init__(params, data, bias=bias, reduction=reduction)
         n, classes = self.d_out.shape
-        # one-hot labels: the picked logits are one dot product and the gradient's
-        # "- onehot" one subtraction, where fancy indexing cost two gathers
-        self.onehot = np.zeros((n, classes), self.dtype)
-        self.onehot[np.arange(n), self.data["labels"]] = 1
+        # one-hot labels, in the logits' layout: the picked logits are one dot product
+        # and the gradient's "- onehot / r" one subtraction, where fancy indexing cost
+        # two gathers
+        onehot = np.zeros((classes, n), self.dtype)
+        onehot[self.data["labels"], np.arange(n)] = 1
+        self.scale = self._cast(1) / self._cast(n) if reduction == "mean" else self._cast(1)
+        self.onehot_by_class = onehot
+        self.onehot_scaled = (onehot * self.scale).T
         self.row = np.empty(n, self.dtype)
+        self.log_row = np.empty(n, self.dtype)
+        self.column = self.row[:, None]
         self.ones_classes = np.ones(classes, self.dtype)
 
     def _loss_and_gradient(self, logits):
         """Cross-entropy: with s = logits - max, L_n = log sum exp(s_n) - s_n[y_n];
-        dL/dlogits = (softmax - onehot) r, softmax = exp(s) / sum exp(s)."""
-        row, column = self.row, self.row[:, None]
-        # the row maxima as a reduction over the first axis of the transposed view: one
-        # vectorised pass per class instead of one short reduction per row (3.9 vs 5.5 us
-        # at the tutorial's 64 x 10), the same maxima (NaN included)
-        np.maximum.reduce(logits.T, axis=0, out=row)
+        dL/dlogits = (softmax - onehot) r, softmax = exp(s) / sum exp(s), r = 1/N
+        (mean) or 1 (sum), applied as exp(s) (r / sum exp(s)) - r onehot."""
+        row, column, by_class = self.row, self.column, logits.T  # logits: class-major, by_class C-ordered
+        np.maximum.reduce(by_class, axis=0, out=row)  # NaN propagates, as np.max's
         logits -= column
-        picked = np.vdot(self.onehot, logits)  # sum over n of s_n[y_n]
+        picked = np.vdot(self.onehot_by_class, by_class)  # sum over n of s_n[y_n]
         np.exp(logits, out=logits)
-        np.matmul(logits, self.ones_classes, out=row)  # row sums
-        logits /= column
-        np.log(row, out=row)
-        total = np.vdot(self.ones, row) - picked
-        logits -= self.onehot
-        if self.hyper["reduction"] == "mean":
-            n = self._cast(len(row))
-            logits *= self._cast(1) / n
-            return total / n
-        return total
+        np.matmul(logits, self.ones_classes, out=row)  # sums of exp(s) per sample
+        np.log(row, out=self.log_row)
+        total = np.vdot(self.ones, self.log_row) - picked
+        np.divide(self.scale, row, out=row)
+        logits *= column
+        logits -= self.onehot_scaled
+        return total * self.scale
 
 
 class SGD:
@@ -245,24 +258,15 @@ class SGD:
         θ' = θ - lr (g1 + m b')  with Nesterov,  θ - lr b'  without,
              θ - lr g1           with momentum 0 (no buffer).
 
-    So [θ'; b'] = C [θ; b; g], C a 2x3 matrix of the hyperparameters: BLAS
-    reads the model's current block and writes the other block's parameter and
-    momentum rows (no temporaries, no pass per operation: eight elementwise NumPy
-    passes over the tutorial net's 101k float32 parameters took 108 us on the
-    AMD EPYC of docs/benchmarks.md, the product 75 us).
-
-    Which BLAS call is faster depends on the BLAS and the CPU: one matrix
-    product (OpenBLAS packs the 3 x P block, then multiplies: 75 us float32,
-    162 us float64 there) or one matrix-vector product per output row (reads the
-    block twice, packs nothing: 80 and 138 us). Both form every output element
-    as the same three-term sum. The first ``update()`` times both on the model's
-    own blocks (``TUNING_CALLS`` each, the fastest call counts) and keeps the
-    faster; the choice is ``self.form``. The products and sums are rounded
-    differently from ``optim.sgd_update``'s eight operations, so the two agree
-    to rounding, not bit for bit (tests/test_fast_reference.py)."""
-
-    TUNING_CALLS = 3
-    FORMS = ("matrix", "rows")
+    So [θ'; b'] = C [θ; b; g], C a 2x3 matrix of the hyperparameters: one BLAS
+    call reads the model's current block once and writes the other block's
+    parameter and momentum rows (no temporaries, no pass per operation). On the
+    tutorial net's 101k float32 parameters, on the AMD EPYC of
+    docs/benchmarks.md: eight elementwise NumPy passes 108 us, two
+    matrix-vector products (one per output row) 80 us, the product 75 us. The
+    products and sums are rounded differently from ``optim.sgd_update``'s eight
+    operations, so the two agree to rounding, not bit for bit
+    (tests/test_fast_reference.py)."""
 
     def __init__(self, model: _Model, **hyper):
         self.h = optim.sgd_hyper(**hyper)
@@ -270,28 +274,6 @@ class SGD:
         self.first = self.h["momentum"] != 0  # the buffer is created on the first step, as torch does
         self.coefficients = {first: self._coefficients(first).astype(model.dtype) for first in (True, False)}
         self.rows = 2 if self.h["momentum"] != 0 else 1
-        self.form = None  # chosen by the first update
-
-    @staticmethod
-    def _product(form: str, coefficients, source, target) -> None:
-        if form == "matrix":
-            np.matmul(coefficients, source, out=target)
-        else:
-            for row, out in zip(coefficients, target, strict=True):
-                np.matmul(row, source, out=out)
-
-    def _fastest_form(self, source, target) -> str:
-        """Times both forms into ``target``, which the update is about to overwrite."""
-        best = {}
-        for form in self.FORMS:
-            self._product(form, self.coefficients[False][:self.rows], source, target)  # first-call costs
-            times = []
-            for _ in range(self.TUNING_CALLS):
-                start = time.perf_counter()
-                self._product(form, self.coefficients[False][:self.rows], source, target)
-                times.append(time.perf_counter() - start)
-            best[form] = min(times)
-        return min(best, key=best.get)
 
     def _coefficients(self, first: bool) -> np.ndarray:
         """C, columns in block row order (θ, b, g)."""
@@ -309,9 +291,7 @@ class SGD:
         """One step on the model's current gradients; the model then reads the other block."""
         model = self.model
         source, target = model.blocks[model.current], model.blocks[1 - model.current, :self.rows]
-        if self.form is None:
-            self.form = self._fastest_form(source, target)
-        self._product(self.form, self.coefficients[self.first][:self.rows], source, target)
+        np.matmul(self.coefficients[self.first][:self.rows], source, out=target)
         model.current = 1 - model.current
         self.first = False
 

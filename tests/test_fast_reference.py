@@ -18,7 +18,7 @@ from agreement.optimizers import sgd_hyper
 from agreement.registry import cases
 from agreement.run import compare_other
 from agreement.strategies import DTYPES
-from reference import fast, optim
+from reference import fast, losses, optim
 
 FAST_CASES = [c for c in cases() if fast.for_reference(c.reference) is not None]
 dtype_ids = lambda d: np.dtype(d).name
@@ -159,3 +159,25 @@ def test_sgd_coefficients_catch_a_wrong_formula():
         optim.sgd_hyper(**hyper)))
     u = np.finfo(np.float64).eps / 2
     assert any(np.max(np.abs(model.params[k] - params[k])) > SGD_ROUNDINGS * u * np.max(scale_p[k]) for k in params)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_fast_cross_entropy_shifts_each_row_by_its_own_maximum(dtype, reduction):
+    """The row maxima come from a reduction over the transposed view. Rows thousands
+    apart (one shifted by a global maximum would underflow to exp = 0 everywhere and
+    give an infinite loss) and logits beyond exp's range (±1e4) must give the
+    readable cross-entropy's loss and gradient."""
+    case = next(c for c in FAST_CASES if c.name == "two_layer_classifier")
+    example = case.build("tiny", dtype, 0)
+    model = fast.for_reference(case.reference)(example.params, example.data, reduction=reduction)
+    n, classes = model.d_out.shape
+    logits = np.random.default_rng(0).standard_normal((n, classes)) + np.array([1e4, -1e4, 0.0, 3e3])[:n, None]
+    model.d_out[...] = logits
+    loss = model._loss_and_gradient(model.d_out)
+    expected_loss, expected = losses.cross_entropy_loss(logits.astype(dtype), example.data["labels"], reduction)
+    u = np.finfo(dtype).eps
+    np.testing.assert_allclose(loss, expected_loss, rtol=64 * u)
+    np.testing.assert_allclose(model.d_out, expected, rtol=0, atol=64 * u * np.max(np.abs(expected)))
+
+
