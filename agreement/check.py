@@ -41,7 +41,7 @@ from agreement import _results, precision
 from agreement.compare import Comparison, format_ratio
 from agreement.registry import Case, Example
 from agreement.rounding import in_harness_run
-from agreement.run import Unresolvable, evaluate
+from agreement.run import TORCH_DTYPES, Unresolvable, evaluate
 from agreement.run import devices as available_devices
 from agreement.strategies import DTYPES
 from agreement.tolerance import DEEP_MODEL, ELEMENTWISE, LINEAR_MODEL, LOSS, ToleranceClass
@@ -258,6 +258,17 @@ def _names(dtype, device) -> dict:
     return {**USER_NAMES, "numpy": f"your NumPy in {dtype}", "torch": f"torch autograd ({dtype}, {device})"}
 
 
+def _check_dtypes(dtypes) -> list:
+    """Each of ``dtypes`` as the harness knows it, or a ValueError naming the argument."""
+    resolved = [precision.resolve(d) for d in dtypes]
+    for d in resolved:
+        if d not in TORCH_DTYPES:
+            raise ValueError(f"dtypes: {precision.name(d)} is not one of {[precision.name(t) for t in TORCH_DTYPES]}")
+    if not resolved:
+        raise ValueError("dtypes is empty: nothing would be checked")
+    return resolved
+
+
 def _example(value, label: str) -> Example:
     if isinstance(value, Example):
         return value
@@ -307,7 +318,8 @@ def assert_gradients_close(numpy_fn, torch_fn, params, data=None, hyper=None, *,
     caught = _Warnings()
     case = user_case(numpy_fn, torch_fn, tolerance=tolerance, compare_loss=compare_loss, name=name,
                      parameters=parameters, module_loss=module_loss, caught=caught)
-    dtype = example.dtype if dtype is None else precision.resolve(dtype)
+    # the params' own dtype by default (an integer one is refused by name in _check_example)
+    dtype = example.dtype if dtype is None else _check_dtypes([dtype])[0]
     comparisons = _check_example(case, example, dtype, device)
     failed = [c for c in comparisons if not c.ok]
     if failed:
@@ -476,8 +488,7 @@ def check_gradients(numpy_fn, torch_fn, inputs, *, name: str | None = None, dtyp
     devices = list(devices or available_devices())
     fixed = [inputs] if isinstance(inputs, Example) else list(inputs) if isinstance(inputs, list | tuple) else None
     summaries = []
-    for dtype in dtypes:
-        dtype = precision.resolve(dtype)
+    for dtype in _check_dtypes(dtypes):
         runs_on = [d for d in devices if not isinstance(dtype, precision.Precision) or d in dtype.devices]
         if not runs_on:
             warnings.warn(f"{case.name}: {precision.name(dtype)} runs on {' and '.join(dtype.devices)} only, and "

@@ -338,3 +338,16 @@ def test_your_numpy_refusing_float16_is_a_counted_skip_and_a_type_error_is_repor
         check_gradients(refuses, _cubes_torch, [example], dtypes=[np.float16])
     with pytest.raises(AssertionError, match="your NumPy function raised TypeError: no float16 branch"):
         check_gradients(breaks, _cubes_torch, [example], dtypes=[np.float16])
+
+
+def test_precisions_are_named_the_way_users_name_them():
+    from agreement.precision import resolve
+
+    assert resolve(torch.bfloat16) is BFLOAT16 and resolve("bfloat16") is BFLOAT16 and resolve("tf32") is TF32
+    assert resolve(torch.float16) == np.float16 and resolve("float16") == np.float16
+    assert [name(d) for d in (np.float64, torch.float32, BFLOAT16)] == ["float64", "float32", "bfloat16"]
+    with pytest.raises(TypeError, match="dtype: 'float8' is not a floating dtype the harness knows"):
+        resolve("float8")
+    with pytest.raises(ValueError, match=r"dtypes: int32 is not one of \['float32', 'float64', 'float16', "
+                                         r"'bfloat16', 'tf32'\]"):
+        check_gradients(_cubes, _cubes_torch, _cube_inputs(4.0), dtypes=[np.int32])
