@@ -27,6 +27,10 @@ linearised one, matters for Adam and RMSprop too: g / (sqrt(v) + eps) has
 slope 1/eps where a gradient coordinate is near 0, and saturates beyond; and
 centered RMSprop's s - mean^2 cancels as the gradient settles, which the state
 rounding shows.
+
+Below float32 (bfloat16, float16, TF32) each side's own drift is measured instead,
+against the same side run in float64 from the same start (``_judge_low_precision``,
+docs/low-precision.md).
 """
 
 from __future__ import annotations
