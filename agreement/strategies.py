@@ -25,6 +25,7 @@ def reals(dtype, bound: float, low: float | None = None):
     """Finite floats of ``dtype`` in [low, bound] (low defaults to -bound); the
     bounds are rounded to the nearest value ``dtype`` represents. ``dtype`` may be
     a precision NumPy lacks (agreement/precision.py: bfloat16 values in float32)."""
+    dtype = precision.resolve(dtype)
     low = -bound if low is None else low
     low, bound = (float(precision.round_to(dtype, v)) for v in (low, bound))
     drawn = st.floats(low, bound, width=_width(dtype), allow_nan=False, allow_infinity=False,
@@ -46,6 +47,7 @@ def within_range(dtype, bound: float, degree: int) -> float:
 
 
 def arrays(dtype, shape, bound: float = 100.0, low: float | None = None):
+    dtype = precision.resolve(dtype)
     return hnp.arrays(dtype, shape, elements=reals(dtype, bound, low))
 
 
@@ -85,6 +87,7 @@ def kinky_arrays(dtype, shape, bound: float = 10.0, low: float | None = None, ki
     derivative is a convention (a subgradient), and that is where a hand-written
     gradient and autograd most often part. A kink outside [low, bound] raises ValueError.
     """
+    dtype = precision.resolve(dtype)
     low = -bound if low is None else low
     points = sorted({_in_dtype(dtype, k) for k in kinks})
     if any(not low <= k <= bound for k in points):
@@ -117,6 +120,7 @@ def low_precision_arrays(dtype, shape, bound: float | None = None):
     With ``check_gradients(..., dtypes=["bfloat16", "float16"])`` the examples a precision
     cannot resolve (a loss past float16's 65504) are skipped and counted, the rest compared.
     """
+    dtype = precision.resolve(dtype)
     info = precision.finfo(dtype)
     bound = float(precision.round_to(dtype, 1.1 * np.sqrt(float(info.max)) if bound is None else bound))
     around = [np.sqrt(float(info.max)) * f for f in (0.9, 1.0, 1.1)] + [bound]
@@ -157,6 +161,7 @@ def probabilities(dtype, shape):
     usually does not, so a disagreement at 0 or 1 measures the clamp, not the
     gradient. Where the closed [0, 1] is wanted, draw ``arrays(dtype, shape, 1.0, 0.0)``.
     """
+    dtype = precision.resolve(dtype)
     info = precision.finfo(dtype)
     # 1 - eps and the largest value below 1 (1 - eps/2: the spacing halves below 1)
     edges = sorted({float(info.tiny), float(info.eps), 1 - float(info.eps), 1 - float(info.eps) / 2})
@@ -176,10 +181,11 @@ def positive(dtype, shape, bound: float = 100.0, low: float | None = None):
     float32 for x below about 1e-19). A ``low`` that is not positive once rounded
     to ``dtype``, or is subnormal there, raises ValueError.
     """
+    dtype = precision.resolve(dtype)
     tiny = float(precision.finfo(dtype).tiny)
     low = tiny if low is None else low
     if not _in_dtype(dtype, low) >= tiny:
-        raise ValueError(f"positive: low={low} is not a positive normal {np.dtype(dtype).name}")
+        raise ValueError(f"positive: low={low} is not a positive normal {precision.name(dtype)}")
     return arrays(dtype, shape, bound, low)
 
 
@@ -212,6 +218,7 @@ def upstream_gradients(draw, dtype, shape, bound: float = 10.0):
     v[0] broadcast over the batch, or v.mean(); zeros check that an element that
     receives no gradient passes none on.
     """
+    dtype = precision.resolve(dtype)
     # Two branches of reals to one of zeros: zeros are then about a third of the elements. With one
     # branch each they are half, and draws with both signs become rarer than in plain arrays.
     elements = st.one_of(st.just(0.0), reals(dtype, bound), reals(dtype, bound).map(lambda x: -x))

@@ -242,7 +242,7 @@ def test_rounding_to_bfloat16_matches_torch(value):
 
 @given(data=st.data())
 def test_strategies_draw_values_of_the_precision(data):
-    for dtype in LOW:
+    for dtype in (*LOW, "bfloat16", torch.bfloat16, torch.float16):
         values = data.draw(strategies.arrays(dtype, 5, 1e3))
         assert values.dtype == storage(dtype)
         np.testing.assert_array_equal(round_to(dtype, values), values)
@@ -266,6 +266,23 @@ def test_tf32_is_a_cuda_precision():
         out = check_gradients(_cubes, _cubes_torch, _cube_inputs(4.0), dtypes=["tf32"], devices=["cpu"],
                               max_examples=2)
     assert out == [] and "tf32 runs on cuda only" in str(caught[0].message)
+
+
+def test_the_optimizer_checks_run_tf32_on_cuda_only():
+    """TF32 on a CPU would be float32 judged by the low-precision rule: refused or skipped, never
+    reported as a TF32 result."""
+    from agreement import assert_optimizer_close, check_optimizer
+
+    opt = OPTIMIZERS["sgd"]
+    hyper = dict(lr=0.1, momentum=0.9)
+    example = Example({"w": np.array([1.0, -2.0])}, {})  # the built-in loss brings its own data
+    with pytest.raises(ValueError, match="device: tf32 runs on cuda only, not 'cpu'"):
+        assert_optimizer_close(opt.init, opt.update, torch.optim.SGD, hyper, example, dtype="tf32", device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = check_optimizer(opt.init, opt.update, torch.optim.SGD, hyper, dtypes=["tf32"], devices=["cpu"],
+                              max_examples=2)
+    assert out == [] and any("tf32 runs on cuda only" in str(w.message) for w in caught)
 
 
 @pytest.mark.cuda
@@ -351,3 +368,30 @@ def test_precisions_are_named_the_way_users_name_them():
     with pytest.raises(ValueError, match=r"dtypes: int32 is not one of \['float32', 'float64', 'float16', "
                                          r"'bfloat16', 'tf32'\]"):
         check_gradients(_cubes, _cubes_torch, _cube_inputs(4.0), dtypes=[np.int32])
+
+
+def test_an_optimizer_bug_seen_first_in_the_loss_is_not_blamed_on_the_loss():
+    """Below float32 each parameter may drift by twice its own rounding, so a dropped weight
+    decay can show in the loss before any parameter: the report must not then say the two
+    loss functions disagree (they are the harness's own built-in ones)."""
+    from agreement import check_optimizer
+
+    hyper = dict(lr=0.05, momentum=0.9, dampening=0.0, weight_decay=1e-3, nesterov=False)
+
+    def init(params):
+        return {k: None for k in params}
+
+    def without_decay(params, grads, state, lr, momentum, dampening, weight_decay, nesterov):
+        new, buffers = {}, {}
+        for k, p in params.items():
+            b = grads[k] if state[k] is None else momentum * state[k] + (1 - dampening) * grads[k]
+            new[k], buffers[k] = (p - lr * b).astype(p.dtype), b.astype(p.dtype)
+        return new, buffers
+
+    with without_shrinking(), pytest.raises(AssertionError) as failure:
+        check_optimizer(init, without_decay, torch.optim.SGD, hyper, dtypes=[np.float16], devices=["cpu"],
+                        max_examples=20)
+    message = str(failure.value)
+    assert "the loss (steps counted from 1" in message  # the loss is where it showed first here
+    assert "the two loss functions disagree there" not in message
+    assert "the loss is the first to leave its tolerance; in float16 each parameter is allowed" in message
