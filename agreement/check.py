@@ -345,6 +345,13 @@ class Summary:
     def ok(self) -> bool:
         return self.failure is None
 
+    def record(self, comparisons) -> None:
+        """One compared example: counted, and its worst comparison kept if the worst so far."""
+        self.examples += 1
+        worst = max(comparisons, key=lambda c: c.ratio)
+        if self.worst is None or worst.ratio > self.worst.ratio:
+            self.worst = worst
+
     def line(self) -> str:
         worst = f"worst {format_ratio(self.worst.ratio)} the tolerance at {self.worst.what}" if self.worst else ""
         return (f"{self.case} ({self.dtype}, {self.device}): {self.examples} examples, {worst}"
@@ -410,10 +417,7 @@ def run_case(case: Case, dtype, device: str, max_examples: int, derandomize: boo
         except Unresolvable as skip:
             summary.skipped[skip.reason] += 1
             return
-        summary.examples += 1
-        worst = max(comparisons, key=lambda c: c.ratio)
-        if summary.worst is None or worst.ratio > summary.worst.ratio:
-            summary.worst = worst
+        summary.record(comparisons)
         failed = [c for c in comparisons if not c.ok]
         if failed:
             raise AssertionError("\n".join(c.report() for c in failed))
@@ -448,10 +452,7 @@ def _fixed(case: Case, examples, dtype, device: str, names: dict) -> Summary:
         except Unresolvable as skip:
             summary.skipped[skip.reason] += 1
             continue
-        summary.examples += 1
-        worst = max(comparisons, key=lambda c: c.ratio)
-        if summary.worst is None or worst.ratio > summary.worst.ratio:
-            summary.worst = worst
+        summary.record(comparisons)
         failures += [f"example {i}: {c.report()}" for c in comparisons if not c.ok]
     summary.failure = "\n\n".join(failures) or None
     summary.nothing_compared()

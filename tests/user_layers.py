@@ -380,11 +380,15 @@ def dense_ce_torch(params, data):
     return F.cross_entropy(data["X"] @ params["W"] + params["b"], data["labels"])
 
 
+def _dense_params(draw, dtype, d_in, d_out):
+    return {"W": draw(S.arrays(dtype, (d_in, d_out), 3.0)), "b": draw(S.arrays(dtype, (d_out,), 3.0))}
+
+
 @st.composite
 def _dense_ce_inputs(draw, dtype):
     n, d, c = draw(S.dims(1, 5)), draw(S.dims(1, 4)), draw(S.dims(1, 5))
-    return Example({"W": draw(S.arrays(dtype, (d, c), 3.0)), "b": draw(S.arrays(dtype, (c,), 3.0))},
-                   {"X": draw(S.arrays(dtype, (n, d), 20.0)), "labels": draw(_labels(n, c))})
+    return Example(_dense_params(draw, dtype, d, c), {"X": draw(S.arrays(dtype, (n, d), 20.0)),
+                                                      "labels": draw(_labels(n, c))})
 
 
 SOFTMAX = [
@@ -431,8 +435,8 @@ def mse_dense_torch(params, data):
 @st.composite
 def _mse_inputs(draw, dtype):
     n, d, o = draw(S.dims(1, 6)), draw(S.dims(1, 4)), draw(S.dims(1, 3))
-    return Example({"W": draw(S.arrays(dtype, (d, o), 3.0)), "b": draw(S.arrays(dtype, (o,), 3.0))},
-                   {"X": draw(S.arrays(dtype, (n, d), 100.0)), "Y": draw(S.arrays(dtype, (n, o), 100.0))})
+    return Example(_dense_params(draw, dtype, d, o), {"X": draw(S.arrays(dtype, (n, d), 100.0)),
+                                                      "Y": draw(S.arrays(dtype, (n, o), 100.0))})
 
 
 REGRESSION = [

@@ -150,17 +150,21 @@ def _full_batch(model, loss_fn, opt, inputs, target, steps: int) -> Iterator:
         yield loss.item(), _export(model)
 
 
+def _sgd_full_batch(net, loss_fn, target: str, params, data, dtype, device, steps: int, lr: float) -> Iterator:
+    """A tutorial's full-batch SGD of ``net`` on data["X"] against data[target]."""
+    model = _module(net, params, dtype, device)
+    t = _tensors(data, dtype, device)
+    yield from _full_batch(model, loss_fn, torch.optim.SGD(model.parameters(), lr=lr), t["X"], t[target], steps)
+
+
 def _classifier_net(d_in, hidden, d_out):
     return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
 
 
 def blobs(params, data, *, dtype, device, steps: int, lr: float = 0.02) -> Iterator:
     """Scenario 3: the 2-10-2 ReLU net, CrossEntropyLoss, SGD, full batch."""
-    model = _module(_classifier_net(2, 10, 2), params, dtype, device)
-    t = _tensors(data, dtype, device)
-    loss_fn = nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    yield from _full_batch(model, loss_fn, opt, t["X"], t["labels"], steps)
+    yield from _sgd_full_batch(_classifier_net(2, 10, 2), nn.CrossEntropyLoss(), "labels", params, data, dtype,
+                               device, steps, lr)
 
 
 def tensors_by_hand(params, data, *, dtype, device, steps: int, lr: float = 1e-6) -> Iterator:
@@ -192,11 +196,7 @@ def _autograd_by_hand(relu, params, data, dtype, device, steps, lr):
         y_pred = relu(x.mm(w1)).mm(w2)
         loss = (y_pred - y).pow(2).sum()
         loss.backward()
-        with torch.no_grad():
-            w1 -= lr * w1.grad
-            w2 -= lr * w2.grad
-            w1.grad.zero_()
-            w2.grad.zero_()
+        sgd_update((w1, w2), lr)
         yield loss.item(), _numpy({"W1": w1, "W2": w2})
 
 
@@ -253,11 +253,7 @@ class _Net(nn.Module):
 
 def parabola(params, data, *, dtype, device, steps: int, lr: float = 0.2) -> Iterator:
     """Scenario 5: the 1-10-1 net, MSELoss, SGD, full batch."""
-    model = _module(_Net(1, 10, 1), params, dtype, device)
-    t = _tensors(data, dtype, device)
-    loss_fn = nn.MSELoss()
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    yield from _full_batch(model, loss_fn, opt, t["X"], t["Y"], steps)
+    yield from _sgd_full_batch(_Net(1, 10, 1), nn.MSELoss(), "Y", params, data, dtype, device, steps, lr)
 
 
 def fifteen(params, data, *, dtype, device, steps: int, lr: float = 1e-2) -> Iterator:
@@ -267,11 +263,7 @@ def fifteen(params, data, *, dtype, device, steps: int, lr: float = 1e-2) -> Ite
     for _ in range(steps):
         loss = ((w * t["x"] + b - t["y"]) ** 2).mean()
         loss.backward()
-        with torch.no_grad():
-            w -= lr * w.grad
-            b -= lr * b.grad
-            w.grad.zero_()
-            b.grad.zero_()
+        sgd_update((w, b), lr)
         yield loss.item(), _numpy({"w": w, "b": b})
 
 
