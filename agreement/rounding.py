@@ -84,7 +84,9 @@ information and is skipped; the analytic floor still applies. So is an element
 whose samples are all exactly 0 on one side: that side computed it identically
 in both precisions, as when log-sigmoid's 34 + 1.7e-15 is absorbed to 34 in
 float64 too and torch's BCE-with-logits loss at z = -34 comes out exactly 0
-(the mathematics says 1.7e-15). Such an element's error is below the rounding
+(the mathematics says 1.7e-15); and so is an element that all of a side's runs
+in M lost (absorbed, subnormal or not finite), since only those runs see a
+rounding that varies smoothly with the input. Such an element's error is below the rounding
 of terms that no measurement can see; the floor there takes the largest input
 magnitude as the magnitude of the terms (``_tolerances`` in agreement/run.py).
 Measurement runs are harness runs (``harness_runs``): their warnings, NumPy's
@@ -131,6 +133,7 @@ class Sample:
     side: str  # "numpy" or "torch"
     loss: float
     grads: dict
+    in_m: bool = False  # a run in the measurement precision M, scaled (not long double, not noise)
 
 
 @dataclass
@@ -152,13 +155,22 @@ class Measurement:
         """Elements where one side's every sample is exactly 0 or no information: that
         side computed them identically in M and in float64 (an absorption such as
         34 + 1.7e-15 = 34, or an exact copy) or lost them in M, which says nothing
-        about how far they are from the mathematics."""
+        about how far they are from the mathematics. So are elements where every one of
+        a side's runs in M lost them (absorbed, subnormal, not finite): the M runs are
+        the only samples that see a rounding which varies smoothly with the input, and
+        noise cannot (torch's log-softmax backward at logits [0, 30] rounds
+        exp(-9.4e-14) near 1 and leaves 1 ulp of the upstream 1.1 in a 1e-13 result,
+        which float32 absorbs whole and nearby inputs round alike)."""
         out = np.zeros(tuple(shape), bool)
         for side in ("numpy", "torch"):
-            values = [s.loss if key == "loss" else s.grads.get(key) for s in self.samples if s.side == side]
-            values = [v for v in values if v is not None and np.shape(v) == tuple(shape)]
+            samples = [s for s in self.samples if s.side == side]
+            values = [(s.loss if key == "loss" else s.grads.get(key), s.in_m) for s in samples]
+            values = [(v, in_m) for v, in_m in values if v is not None and np.shape(v) == tuple(shape)]
             if values:
-                out |= np.all([(np.asarray(v) == 0) | np.isnan(v) for v in values], axis=0)
+                out |= np.all([(np.asarray(v) == 0) | np.isnan(v) for v, _ in values], axis=0)
+            in_m = [v for v, in_m in values if in_m]
+            if in_m:
+                out |= np.all([np.isnan(v) for v in in_m], axis=0)
         return out
 
 
@@ -319,7 +331,7 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
                 if e is not None:
                     grads[k] = e
         if loss is not None:
-            samples.append(Sample(side, loss, grads))
+            samples.append(Sample(side, loss, grads, in_m=combine is lower))
 
     def lower(low, high):
         return _error(low, high, mdtype, scale)
