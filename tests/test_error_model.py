@@ -78,6 +78,33 @@ def test_a_rounding_that_float32_absorbs_and_noise_cannot_see_is_not_blamed():
     assert_gradients_close(log_softmax_numpy, log_softmax_torch, ex)
 
 
+def batch_norm_numpy(params, data, eps=1e-5):
+    """Batch norm over axis 0 with the biased variance, L = sum(u * y); the gradients as
+    layer_norm_numpy's with the axis swapped."""
+    x, gamma, beta, u = params["x"], params["gamma"], params["beta"], data["u"]
+    mu, std = x.mean(axis=0), np.sqrt(x.var(axis=0) + eps)
+    xhat = (x - mu) / std
+    g = u * gamma
+    dx = (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0)) / std
+    return np.sum(u * (gamma * xhat + beta)), {"x": dx, "gamma": np.sum(u * xhat, axis=0), "beta": u.sum(axis=0)}
+
+
+def batch_norm_torch(params, data, eps=1e-5):
+    y = torch.nn.functional.batch_norm(params["x"], None, None, params["gamma"], params["beta"], True, 0.0, eps)
+    return (data["u"] * y).sum()
+
+
+def test_a_result_both_precisions_lose_to_large_terms_is_not_blamed():
+    """Found by the user-corpus census (seed 203): over a constant batch, torch's batch norm
+    forms y = x scale + (beta - mean scale) with terms of 520 and loses beta = 4.8e-23 in
+    float64 and float32 alike: a loss of exactly 0 where the reference's is not is absorbed,
+    and falls back to the inputs' magnitude (noise over nudged inputs sees only a trace)."""
+    g, b = 0.8221082698210136, 4.805494884993606e-23
+    ex = Example({"x": np.full((2, 3), -2.0), "gamma": np.full(3, g), "beta": np.full(3, b)},
+                 {"u": np.array([[0.0, 0.0, 0.0], [g, 0.0, g]])})
+    assert_gradients_close(batch_norm_numpy, batch_norm_torch, ex)
+
+
 def layer_norm_numpy(params, data, eps=1e-5):
     """y = gamma (x - mean) / sqrt(var + eps) + beta over the last axis; with xhat the
     normalised input and g = upstream * gamma, dL/dx = (g - mean(g) - xhat mean(g xhat)) / std."""
