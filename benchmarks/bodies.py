@@ -19,7 +19,7 @@ import torch
 
 from agreement.optimizers import OPTIMIZERS
 from benchmarks.cuda_graphs import capture_step
-from benchmarks.settings import OPTIMIZER, TORCH_DTYPES, apply_tf32
+from benchmarks.settings import OPTIMIZER, apply_tf32, torch_dtype
 from reference import fast
 from torch_impl import train
 
@@ -99,8 +99,8 @@ def numpy_body(case, example, phase: str, readable: bool = False) -> Body:
     return numpy_fast(case, example, phase)
 
 
-def _torch_step_parts(case, example, device: str):
-    dtype = TORCH_DTYPES[example.dtype]
+def _torch_step_parts(case, example, device: str, precision):
+    dtype = torch_dtype(precision)
     module = train.build(case.twin, example.params, example.hyper, device, dtype)
     batch = train.to_device(example.data, device, dtype)
     opt = _optimizer()
@@ -124,13 +124,14 @@ def _torch_reset(module, optimizer):
     return reset
 
 
-def torch_body(case, example, phase: str, device: str) -> Body:
+def torch_body(case, example, phase: str, device: str, precision) -> Body:
     """The twin as a PyTorch user writes the loop: zero_grad(set_to_none=True),
-    forward, backward, optimizer.step() (its update runs under no_grad)."""
+    forward, backward, optimizer.step() (its update runs under no_grad). ``precision``:
+    the dtype the module and batch are built in (the example's arrays hold its values)."""
     if device == "cuda":
         apply_tf32()
     if phase == "fwd_bwd":
-        dtype = TORCH_DTYPES[example.dtype]
+        dtype = torch_dtype(precision)
         module = train.build(case.twin, example.params, example.hyper, device, dtype)
         batch = train.to_device(example.data, device, dtype)
 
@@ -141,18 +142,18 @@ def torch_body(case, example, phase: str, device: str) -> Body:
             return loss
 
         return Body(forward_backward)
-    module, batch, optimizer = _torch_step_parts(case, example, device)
+    module, batch, optimizer = _torch_step_parts(case, example, device, precision)
     step = training_step(module, batch, optimizer)
     step()
     return Body(step, _torch_reset(module, optimizer))
 
 
-def torch_graph_body(case, example) -> Body:
+def torch_graph_body(case, example, precision) -> Body:
     """The same step on CUDA captured as one CUDA graph (benchmarks/cuda_graphs.py);
     a timed call is one replay. TF32 is set before capture: the captured products
     keep the math mode they were captured with."""
     apply_tf32()
-    module, batch, optimizer = _torch_step_parts(case, example, "cuda")
+    module, batch, optimizer = _torch_step_parts(case, example, "cuda", precision)
     graph, loss = capture_step(module, batch, optimizer)  # its warm-up steps create the momentum buffers
     reset = _torch_reset(module, optimizer)
 
@@ -163,7 +164,7 @@ def torch_graph_body(case, example) -> Body:
     return Body(replay, reset, keep=(module, batch, optimizer))
 
 
-def host_to_device_body(example, device: str) -> Body:
+def host_to_device_body(example, device: str, precision) -> Body:
     """One batch copied from NumPy arrays in host memory to ``device`` tensors."""
-    dtype = TORCH_DTYPES[example.dtype]
+    dtype = torch_dtype(precision)
     return Body(lambda: train.to_device(example.data, device, dtype))

@@ -44,7 +44,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.cuda_graphs import capture
-from benchmarks.settings import TORCH_DTYPES
+from benchmarks.settings import torch_dtype
 from reference import fast
 from torch_impl import train
 
@@ -116,17 +116,17 @@ def storage_key(tensor) -> int:
 
 def _torch_operands(calls, dtype, device: str) -> list[tuple]:
     """Real tensors for recorded meta operands: one buffer per storage, viewed as recorded."""
-    torch_dtype = TORCH_DTYPES[np.dtype(dtype)]
+    timed = torch_dtype(dtype)
     buffers = {}
 
     def real(meta):
         key = storage_key(meta)
         if key not in buffers:
             elements = meta.untyped_storage().nbytes() // meta.element_size()
-            buffers[key] = torch.randn(elements, dtype=torch_dtype, device=device)
+            buffers[key] = torch.randn(elements, dtype=timed, device=device)
         return torch.as_strided(buffers[key], meta.shape, meta.stride(), meta.storage_offset())
 
-    return [(real(a), real(b), torch.empty((a.shape[0], b.shape[1]), dtype=torch_dtype, device=device))
+    return [(real(a), real(b), torch.empty((a.shape[0], b.shape[1]), dtype=timed, device=device))
             for a, b, _ in calls]
 
 

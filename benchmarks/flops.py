@@ -46,10 +46,18 @@ def call_flops(case, example, phase: str, optimizer_defaults: dict) -> int:
     return flops
 
 
-def call_bytes(example, phase: str) -> int:
-    """Parameters read and their gradients written, data read; a step also writes the parameters."""
-    params = sum(np.asarray(v).nbytes for v in example.params.values())
-    data = sum(np.asarray(v).nbytes for v in example.data.values())
+def call_bytes(example, phase: str, itemsize: int | None = None) -> int:
+    """Parameters read and their gradients written, data read; a step also writes the parameters.
+    ``itemsize``: bytes per floating element where the timed precision is stored in fewer
+    bytes than the example's arrays (bfloat16 values are held in float32 arrays here)."""
+
+    def nbytes(value):
+        value = np.asarray(value)
+        floating = itemsize is not None and np.issubdtype(value.dtype, np.floating)
+        return value.size * itemsize if floating else value.nbytes
+
+    params = sum(nbytes(v) for v in example.params.values())
+    data = sum(nbytes(v) for v in example.data.values())
     if phase == "h2d":
         return data
     return data + params * (3 if phase == "step" else 2)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA half of the benchmarks, for a machine with a GPU: every torch-cuda and
 # torch-cuda-graph training step (tiny, tutorial, large and the GPU tier xl, each
-# beside its floor), the graph-capture correctness test, and what the machine is.
-# About 70 benchmarks, each's timed rounds capped at 0.25 s (the xl examples take
+# beside its floor; float32, float64 and bfloat16), the graph-capture correctness
+# test, and what the machine is. About 100 benchmarks, each's timed rounds capped at 0.25 s (the xl examples take
 # a few seconds each to build): meant to finish in under 5 minutes; pytest is
 # interrupted at 270 s and still writes what it timed. Set BENCH_K to select
 # otherwise (e.g. BENCH_K=cuda for the fwd_bwd and h2d phases too).

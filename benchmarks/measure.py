@@ -21,14 +21,13 @@ from __future__ import annotations
 import math
 import statistics
 
-import numpy as np
 import torch
 
 from agreement.environment import blas_libraries as blas_kernels  # noqa: F401 (benchmarks/conftest.py imports it from here)
 from benchmarks import machine, peak, summary
 from benchmarks.bodies import Body
 from benchmarks.clocks import clock_for
-from benchmarks.settings import THREADS, apply_tf32
+from benchmarks.settings import THREADS, apply_tf32, dtype_name
 
 WARMUP_ROUNDS = 1  # after the estimate's calls, which warm up too
 ESTIMATE_CALLS = 3
@@ -43,7 +42,7 @@ _floors: dict = {}  # (floor library, case, size, dtype name) -> floor timing
 
 def limits(device: str, dtype, smoke: bool) -> dict:
     """Measured once per session, device, dtype (and mode): matmul peak, copy bandwidth."""
-    key = (device, np.dtype(dtype).name, smoke)
+    key = (device, dtype_name(dtype), smoke)
     if key not in _limits:
         if device == "cuda":
             apply_tf32()
@@ -55,7 +54,7 @@ def limits(device: str, dtype, smoke: bool) -> dict:
 
 
 def _note_peak(device, dtype, gflops):
-    key = (device, np.dtype(dtype).name)
+    key = (device, dtype_name(dtype))
     _best_peak[key] = max(_best_peak.get(key, 0.0), gflops)
 
 
@@ -99,10 +98,9 @@ def floor_timing(key, make_run, clock, config, smoke: bool) -> dict:
 
 def measure(benchmark, config, body, *, case, backend, size, dtype, phase, device, flops, n_bytes, floor=None):
     """``floor``: (key, make_run, floor FLOPs, number of products) for a step, else None."""
-    dtype_name = np.dtype(dtype).name
-    benchmark.group = f"{case} | {phase} | {size} | {dtype_name}"
+    benchmark.group = f"{case} | {phase} | {size} | {dtype_name(dtype)}"
     info = benchmark.extra_info
-    info.update(case=case, backend=backend, size=size, dtype=dtype_name, phase=phase, device=device,
+    info.update(case=case, backend=backend, size=size, dtype=dtype_name(dtype), phase=phase, device=device,
                 flops=flops, bytes=n_bytes, threads=THREADS, torch_threads=torch.get_num_threads(),
                 blas=machine.backend_blas(backend), cpu_model=machine.cpu_model())
     if device == "cuda":

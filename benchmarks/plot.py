@@ -4,7 +4,7 @@
 
 RESULTS.json is pytest-benchmark's output (``--benchmark-json`` or a run saved
 with ``--benchmark-autosave``); without it, the newest saved run under
-.benchmarks/ is plotted. float32 is drawn solid, float64 dashed.
+.benchmarks/ is plotted. float32 is drawn solid, float64 dashed, bfloat16 dotted.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from agreement.cases.common import sizes
 from benchmarks.sizes import BENCH_ONLY_SIZES
 from benchmarks.summary import BACKENDS
 
-STYLE = {"float32": "-", "float64": "--"}
+STYLE = {"float32": "-", "float64": "--", "bfloat16": ":"}
 
 
 def newest_saved_run(root: Path = Path(".benchmarks")) -> Path:

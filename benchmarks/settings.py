@@ -19,7 +19,9 @@ import os
 import numpy as np
 import torch
 
-from agreement.run import TORCH_DTYPES  # noqa: F401  (used by the bodies and peaks)
+from agreement.precision import BFLOAT16
+from agreement.precision import name as dtype_name  # noqa: F401  ("bfloat16" too, which np.dtype lacks)
+from agreement.run import torch_dtype  # noqa: F401  (used by the bodies, peaks and floors)
 
 THREADS = int(os.environ.get("BENCHMARK_THREADS", "1"))
 TF32 = os.environ.get("BENCHMARK_TF32", "0") == "1"
@@ -29,6 +31,20 @@ TF32 = os.environ.get("BENCHMARK_TF32", "0") == "1"
 OPTIMIZER = "sgd"
 
 DTYPES = (np.float32, np.float64)
+# Below float32, torch only (NumPy has no bfloat16: agreement/precision.py), steps
+# only: what a user training in bfloat16 on a GPU runs. On the CPU only the sizes a
+# CPU without bfloat16 matrix instructions finishes quickly (this AVX2 one runs a
+# 1024^3 bfloat16 product at about 1 GFLOP/s, float32 at about 90, and the large
+# step in 1.1 s against 0.14 s in float32).
+LOW_PRECISION_DTYPES = (BFLOAT16,)
+LOW_PRECISION_CPU_SIZES = ("tiny", "tutorial")
+LOW_PRECISION_CPU_SKIP = ("bfloat16 on the CPU is timed at tiny and tutorial only: without bfloat16 matrix "
+                          "instructions (AVX512-BF16, AMX) a large step takes about a second")
+
+
+def itemsize(dtype) -> int:
+    """Bytes per element torch stores the precision in (bfloat16: 2, not its float32 storage here)."""
+    return torch.empty((), dtype=torch_dtype(dtype)).element_size()
 
 
 def cuda_available() -> bool:

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from agreement.optimizers import OPTIMIZERS
+from agreement.precision import BFLOAT16, round_to
 from agreement.registry import CASES, cases
-from benchmarks import bodies, floor, flops, sizes, summary
-from benchmarks.settings import OPTIMIZER, cuda_available, cuda_skip_reason
+from benchmarks import bodies, floor, flops, peak, sizes, summary
+from benchmarks.settings import OPTIMIZER, cuda_available, cuda_skip_reason, dtype_name
 
 cases()  # fills the registry
 
@@ -52,7 +53,7 @@ def test_reset_makes_every_round_time_the_same_step(name, backend):
     if backend.startswith("numpy"):
         body = bodies.numpy_body(case, ex, "step", readable=backend == "numpy-readable")
     else:
-        body = bodies.torch_body(case, ex, "step", "cpu")
+        body = bodies.torch_body(case, ex, "step", "cpu", np.float64)
     losses = []
     for _ in range(2):
         body.reset()
@@ -157,6 +158,64 @@ def test_xl_is_timed_on_cuda_only():
             assert p.values[4] in ("numpy", "torch-cpu") and reasons == [sizes.XL_SKIP_REASON]
 
 
+def test_bfloat16_rows_are_torch_steps_and_the_cpu_times_the_small_sizes_only():
+    from benchmarks.settings import LOW_PRECISION_CPU_SIZES, LOW_PRECISION_CPU_SKIP
+    from benchmarks.test_training import _grid
+
+    low = [p for p in _grid() if p.values[3] is BFLOAT16]
+    assert {p.values[1] for p in low} == {"step"}
+    assert {p.values[4] for p in low} == {"torch-cpu", "torch-cuda", "torch-cuda-graph"}  # NumPy has no bfloat16
+    assert {p.values[0].name for p in low} == {c.name for c in cases(trainable=True)}
+    for p in low:
+        reasons = [m.kwargs.get("reason", "") for m in p.marks if m.name == "skip"]
+        cpu_skipped = p.values[4] == "torch-cpu" and p.values[2] not in LOW_PRECISION_CPU_SIZES
+        assert reasons == ([LOW_PRECISION_CPU_SKIP] if cpu_skipped and p.values[2] != "xl" else
+                           [sizes.XL_SKIP_REASON] if p.values[4] == "torch-cpu" and p.values[2] == "xl" else [])
+        assert "bfloat16" in p.id
+
+
+@pytest.mark.parametrize("phase", ["step", "fwd_bwd"])
+def test_a_bfloat16_body_trains_in_bfloat16_on_the_example_values(phase):
+    case = CASES["two_layer_classifier"]
+    ex = sizes.build(case, "tiny", BFLOAT16)
+    assert ex.params["W1"].dtype == np.float32
+    assert np.array_equal(ex.params["W1"], round_to(BFLOAT16, ex.params["W1"]))  # bfloat16 values
+    module, batch, _ = bodies._torch_step_parts(case, ex, "cpu", BFLOAT16)
+    assert {p.dtype for p in module.parameters()} == {torch.bfloat16} and batch["X"].dtype == torch.bfloat16
+    values = lambda arrays: np.sort(np.concatenate([np.ravel(a) for a in arrays]))  # noqa: E731  (layouts differ)
+    np.testing.assert_array_equal(values(p.detach().float().numpy() for p in module.parameters()),
+                                  values(ex.params.values()))  # the example's values, exactly
+    loss = bodies.torch_body(case, ex, phase, "cpu", BFLOAT16).run()
+    assert loss.dtype == torch.bfloat16
+
+
+def test_bytes_count_the_timed_precision_not_its_storage_here():
+    ex = sizes.build(CASES["two_layer_classifier"], "tiny", BFLOAT16)
+    labels = ex.data["labels"].nbytes
+    full = flops.call_bytes(ex, "step")
+    assert flops.call_bytes(ex, "step", 2) - labels == (full - labels) // 2
+
+
+@pytest.mark.parametrize("layout", peak.LAYOUTS)
+@pytest.mark.parametrize("library, dtype", [("numpy", np.float64), ("torch", np.float64), ("torch", BFLOAT16)])
+def test_each_peak_layout_computes_the_product_it_names(library, dtype, layout):
+    call = peak._product(library, "cpu", dtype_name(dtype), 8, layout)
+    out = call()
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((8, 8)) for _ in range(2))
+    a, b = (x.T if flag == "T" else x for x, flag in zip((a, b), layout, strict=True))
+    got = out.double().numpy() if torch.is_tensor(out) else out
+    np.testing.assert_allclose(got, a @ b, rtol=0.05 if dtype is BFLOAT16 else 1e-12, atol=0.1 if dtype is BFLOAT16
+                               else 1e-12)  # bfloat16: 8 bits of each input, 2^-8 of each term
+
+
+def test_bfloat16_peaks_are_torchs_on_the_cpu():
+    assert peak.libraries("cpu", BFLOAT16) == ("torch",) and peak.libraries("cpu", np.float32) == ("numpy", "torch")
+    assert peak.size("cpu", BFLOAT16) == peak.LOW_PRECISION_CPU_N and peak.size("cpu", np.float32) == 1024
+    rates = peak.matmul_peak("cpu", BFLOAT16, smoke=True)
+    assert set(rates) == {"n", "torch", "peak"} and rates["peak"] > 0
+
+
 def test_summary_shows_the_floor_beside_the_peak_and_judges_it():
     def row(backend, median, floor_s):
         return dict(case="two_layer_regression", phase="step", size="tutorial", dtype="float32", backend=backend,
@@ -192,8 +251,8 @@ def test_a_graph_replay_is_the_eager_step(name):
 
     case = CASES[name]
     ex = case.build("tiny", np.float64, 0)
-    module, batch, optimizer = bodies._torch_step_parts(case, ex, "cuda")
-    eager_module, eager_batch, eager_optimizer = bodies._torch_step_parts(case, ex, "cuda")
+    module, batch, optimizer = bodies._torch_step_parts(case, ex, "cuda", np.float64)
+    eager_module, eager_batch, eager_optimizer = bodies._torch_step_parts(case, ex, "cuda", np.float64)
 
     eager_step = bodies.training_step(eager_module, eager_batch, eager_optimizer)
     graph, loss = capture_step(module, batch, optimizer)  # its warm-up took WARMUP_CALLS eager steps

@@ -12,11 +12,14 @@ Sizes: each case's own (``Case.sizes``), and for the two-layer steps the GPU
 tier ``xl`` (benchmarks/sizes.py), timed on CUDA only. Every step is timed
 beside its floor, the matrix products it performs timed alone
 (benchmarks/floor.py).
+
+Dtypes: float32 and float64 everywhere; bfloat16 for the steps of torch's
+backends (NumPy has none), on the CPU at tiny and tutorial only
+(benchmarks/settings.py).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from agreement.optimizers import OPTIMIZERS
@@ -24,7 +27,17 @@ from agreement.registry import cases
 from benchmarks import bodies, floor, flops, sizes
 from benchmarks.clocks import cuda_synchronized_clock
 from benchmarks.measure import measure
-from benchmarks.settings import DTYPES, OPTIMIZER, cuda_available, cuda_skip_reason
+from benchmarks.settings import (
+    DTYPES,
+    LOW_PRECISION_CPU_SIZES,
+    LOW_PRECISION_CPU_SKIP,
+    LOW_PRECISION_DTYPES,
+    OPTIMIZER,
+    cuda_available,
+    cuda_skip_reason,
+    dtype_name,
+    itemsize,
+)
 
 _CUDA_MARKS = [pytest.mark.cuda, pytest.mark.benchmark(timer=cuda_synchronized_clock),
                pytest.mark.skipif(not cuda_available(), reason=cuda_skip_reason())]
@@ -39,9 +52,15 @@ def _backends(case, phase):
     return ["numpy", *readable, "torch-cpu", "torch-cuda", *graph]
 
 
-def _marks(backend, size):
+def _low_precision_backends(phase):
+    return ["torch-cpu", "torch-cuda", "torch-cuda-graph"] if phase == "step" else []
+
+
+def _marks(backend, size, dtype):
     if size in sizes.BENCH_ONLY_SIZES and backend not in sizes.XL_BACKENDS:
         return [pytest.mark.skip(reason=sizes.XL_SKIP_REASON)]
+    if dtype in LOW_PRECISION_DTYPES and backend == "torch-cpu" and size not in LOW_PRECISION_CPU_SIZES:
+        return [pytest.mark.skip(reason=LOW_PRECISION_CPU_SKIP)]
     return _CUDA_MARKS if backend in _CUDA_BACKENDS else []
 
 
@@ -51,22 +70,23 @@ def _grid():
         for phase in phases:
             tiers = ("xl",) if phase == "step" and case.name in sizes.XL_CASES else ()
             for size in (*case.sizes, *tiers):  # what the case builds, then the GPU tier
-                for dtype in DTYPES:
-                    for backend in _backends(case, phase):
+                for dtype in (*DTYPES, *LOW_PRECISION_DTYPES):
+                    low = dtype in LOW_PRECISION_DTYPES
+                    for backend in _low_precision_backends(phase) if low else _backends(case, phase):
                         if size in sizes.BENCH_ONLY_SIZES and backend == "numpy-readable":
                             continue
-                        yield pytest.param(case, phase, size, dtype, backend, marks=_marks(backend, size),
-                                           id=f"{case.name}-{phase}-{size}-{np.dtype(dtype).name}-{backend}")
+                        yield pytest.param(case, phase, size, dtype, backend, marks=_marks(backend, size, dtype),
+                                           id=f"{case.name}-{phase}-{size}-{dtype_name(dtype)}-{backend}")
 
 
-def _body(case, example, phase, backend):
+def _body(case, example, phase, backend, dtype):
     if phase == "h2d":
-        return bodies.host_to_device_body(example, "cuda")
+        return bodies.host_to_device_body(example, "cuda", dtype)
     if backend.startswith("numpy"):
         return bodies.numpy_body(case, example, phase, readable=backend == "numpy-readable")
     if backend == "torch-cuda-graph":
-        return bodies.torch_graph_body(case, example)
-    return bodies.torch_body(case, example, phase, backend.removeprefix("torch-"))
+        return bodies.torch_graph_body(case, example, dtype)
+    return bodies.torch_body(case, example, phase, backend.removeprefix("torch-"), dtype)
 
 
 def _floor(case, example, size, dtype, backend):
@@ -80,13 +100,13 @@ def _floor(case, example, size, dtype, backend):
         calls = floor.torch_products(case, example)
         make_run = lambda: floor.torch_run(calls, dtype, "cpu" if of == "torch-cpu" else "cuda",  # noqa: E731
                                            graphed=of == "torch-cuda-graph")
-    return (of, case.name, size, np.dtype(dtype).name), make_run, floor.flops(calls), len(calls)
+    return (of, case.name, size, dtype_name(dtype)), make_run, floor.flops(calls), len(calls)
 
 
 @pytest.mark.parametrize("case, phase, size, dtype, backend", list(_grid()))
 def test_benchmark(benchmark, request, case, phase, size, dtype, backend):
     example = sizes.build(case, size, dtype, 0)
-    body = _body(case, example, phase, backend)
+    body = _body(case, example, phase, backend, dtype)
     device = "cuda" if backend in _CUDA_BACKENDS or phase == "h2d" else "cpu"
     # Counting FLOPs imports torch._dynamo (seconds, once): done for timed runs only;
     # benchmarks/test_harness.py checks the count.
@@ -94,11 +114,11 @@ def test_benchmark(benchmark, request, case, phase, size, dtype, backend):
         case, example, phase, OPTIMIZERS[OPTIMIZER].defaults)
     step_floor = _floor(case, example, size, dtype, backend) if phase == "step" else None
     info = measure(benchmark, request.config, body, case=case.name, backend=backend, size=size, dtype=dtype,
-                   phase=phase, device=device, flops=work, n_bytes=flops.call_bytes(example, phase),
+                   phase=phase, device=device, flops=work, n_bytes=flops.call_bytes(example, phase, itemsize(dtype)),
                    floor=step_floor)
     # the saved record describes this benchmark, and claims a rate only for what was timed
     assert {k: info[k] for k in ("case", "backend", "size", "dtype", "phase", "device", "flops")} == dict(
-        case=case.name, backend=backend, size=size, dtype=np.dtype(dtype).name, phase=phase, device=device,
+        case=case.name, backend=backend, size=size, dtype=dtype_name(dtype), phase=phase, device=device,
         flops=work)
     if benchmark.disabled:
         assert info["median_s"] is None and info["gflops"] is None and info["peak_fraction"] is None
