@@ -1,14 +1,14 @@
-"""Two versions of reference/fast.py, timed in alternation, beside the step's floor.
+"""Two versions of reference/fast.py, timed in alternation, each beside its own floor.
 
     git show 484de41:reference/fast.py > /tmp/fast_old.py
     python -m benchmarks.ab_fast /tmp/fast_old.py [reference/fast.py] [--size tutorial] [--rounds 1500]
 
 On a machine shared with other work, two benchmark runs minutes apart see
 different load, and a change of a few microseconds drowns in it. Here every
-round times one step of each version and one call of the floor (the step's
-matrix products alone, benchmarks/floor.py), back to back, so all three see the
-same moments; the minimum and the median of each are printed, and each
-version's floor fraction. The step is the benchmark's (forward, backward, the
+round times one step of each version and one call of that version's floor (the
+matrix products its step performs, alone, benchmarks/floor.py), back to back,
+so all four see the same moments; the minimum and the median of each are
+printed, and each version's floor fraction. The step is the benchmark's (forward, backward, the
 SGD update with the optimizer table's defaults; the untimed restore before
 each call), one BLAS thread.
 """
@@ -60,23 +60,24 @@ def compare(versions: dict, case_names, size: str, rounds: int) -> list[str]:
         for dtype in DTYPES:
             example = case.build(size, dtype, 0)
             steps = {label: _step(module, case, example) for label, module in versions.items()}
-            products = floor.numpy_run(floor.numpy_products(case, example))
-            times = {label: [] for label in (*steps, "floor")}
+            floors = {label: floor.numpy_run(floor.numpy_products(case, example, module))
+                      for label, module in versions.items()}  # each version's own products
+            times = {label: {"step": [], "floor": []} for label in steps}
             for _ in range(rounds):
                 for label, (run, restore) in steps.items():
                     restore()
                     start = time.perf_counter()
                     run()
-                    times[label].append(time.perf_counter() - start)
-                start = time.perf_counter()
-                products()
-                times["floor"].append(time.perf_counter() - start)
-            stats = {label: (min(t), statistics.median(t)) for label, t in times.items()}
-            floor_min, floor_median = stats["floor"]
-            cells = [f"floor {floor_min * 1e6:.0f}/{floor_median * 1e6:.0f} us"]
+                    times[label]["step"].append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    floors[label]()
+                    times[label]["floor"].append(time.perf_counter() - start)
+            cells = []
             for label in steps:
-                best, median = stats[label]
-                cells.append(f"{label} {best * 1e6:.0f}/{median * 1e6:.0f} us "
+                (best, median), (floor_min, floor_median) = ((min(t), statistics.median(t))
+                                                             for t in times[label].values())
+                cells.append(f"{label} step {best * 1e6:.0f}/{median * 1e6:.0f} us, floor "
+                             f"{floor_min * 1e6:.0f}/{floor_median * 1e6:.0f} us "
                              f"({floor_min / best:.1%}/{floor_median / median:.1%} of floor)")
             lines.append(f"{name} {size} {np.dtype(dtype).name}: " + "; ".join(cells))
     return lines

@@ -19,8 +19,11 @@ that alone made the "floor" twice the step's products):
 * NumPy: a fast model built for the floor runs ``loss_and_grads()`` once with
   ``reference.fast``'s ``np`` replaced by a recorder, which keeps every
   ``np.matmul`` whose operands are both matrices, with its operands and output.
-  The bias gradients' ``ones @ d`` (a vector times a matrix) are left out: torch
-  forms them as a sum, and FlopCounterMode counts neither.
+  A vector times a matrix would be left out (a bias gradient as ``ones @ d``:
+  torch forms those as sums, and FlopCounterMode counts neither). The two-layer
+  step folds each bias into its layer's product (one more row of the weights,
+  a column of ones in the layer's input, reference/fast.py): those products,
+  as performed, are its floor.
 * torch: the twin runs forward and backward once on the meta device (shapes,
   strides and storages, no arithmetic, on the calling thread) under a dispatch
   mode that keeps every ``mm`` and ``addmm`` (``nn.Linear``'s forward) with its
@@ -30,9 +33,10 @@ that alone made the "floor" twice the step's products):
   from one buffer. An ``addmm``'s bias broadcast is not a product, so the floor
   times ``mm`` on the same operands, into preallocated outputs.
 
-The products' FLOPs equal the step's matrix-product FLOPs counted by
-FlopCounterMode (benchmarks/test_training.py asserts it for every timed step,
-benchmarks/test_harness.py checks both recorders against each other).
+torch's products have the twin's matrix-product FLOPs counted by
+FlopCounterMode (benchmarks/test_training.py asserts it for every timed step);
+NumPy's have them too, plus the folded biases' row or column in the two-layer
+nets (benchmarks/test_harness.py counts both sides by hand).
 """
 
 from __future__ import annotations
@@ -70,19 +74,20 @@ class _RecordingNumpy:
 
 
 @contextlib.contextmanager
-def _recording_numpy():
+def _recording_numpy(module):
     recorder = _RecordingNumpy()
-    fast.np = recorder
+    module.np = recorder
     try:
         yield recorder
     finally:
-        fast.np = np
+        module.np = np
 
 
-def numpy_products(case, example) -> list[tuple]:
-    """(a, b, out) of each product in one ``loss_and_grads()`` of a fast model of its own."""
-    model = fast.for_reference(case.reference)(example.params, example.data, **example.hyper)
-    with _recording_numpy() as recorder:
+def numpy_products(case, example, module=fast) -> list[tuple]:
+    """(a, b, out) of each product in one ``loss_and_grads()`` of a fast model of its own
+    (``module``: reference.fast, or another version of it, benchmarks/ab_fast.py)."""
+    model = module.for_reference(case.reference)(example.params, example.data, **example.hyper)
+    with _recording_numpy(module) as recorder:
         model.loss_and_grads()
     return [(a, b, np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out)
             for a, b, out in recorder.calls]

@@ -128,6 +128,9 @@ def test_benchmark(benchmark, request, case, phase, size, dtype, backend):
         assert info["gflops"] == pytest.approx(work / info["median_s"] / 1e9)
         assert info["peak_fraction"] == pytest.approx(info["gflops"] / info["peak_gflops"])
         if step_floor is not None:
-            # the floor is the step's own products: their FLOPs are the step's matrix-product FLOPs
-            assert info["floor_flops"] == flops.matmul_flops(case, example)
+            # the floor is the step's own products: torch's have the twin's matrix-product
+            # FLOPs; NumPy's two-layer products carry each bias as one more row of its weights
+            # (reference/fast.py), a little more (benchmarks/test_harness.py counts both)
+            twin = flops.matmul_flops(case, example)
+            assert info["floor_flops"] == twin if info["floor_of"] != "numpy" else info["floor_flops"] >= twin
             assert info["floor_fraction"] == pytest.approx(info["floor_s"] / info["median_s"])
