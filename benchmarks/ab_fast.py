@@ -1,6 +1,6 @@
 """Two versions of reference/fast.py, timed in alternation, each beside its own floor.
 
-    git show 484de41:reference/fast.py > /tmp/fast_old.py
+    git show REV:reference/fast.py > /tmp/fast_old.py   # REV: the commit to compare with
     python -m benchmarks.ab_fast /tmp/fast_old.py [reference/fast.py] [--size tutorial] [--rounds 1500]
 
 On a machine shared with other work, two benchmark runs minutes apart see

@@ -22,8 +22,11 @@ that alone made the "floor" twice the step's products):
   A vector times a matrix would be left out (a bias gradient as ``ones @ d``:
   torch forms those as sums, and FlopCounterMode counts neither). The two-layer
   step folds each bias into its layer's product (one more row of the weights,
-  a column of ones in the layer's input, reference/fast.py): those products,
-  as performed, are its floor.
+  a column of ones in the layer's input, reference/fast.py); each recorded
+  operand is cut back to the part the math's product uses (``folds()``), views
+  into the same buffers, as torch's ``addmm`` is replayed without its bias: a
+  step is judged against the products its mathematics needs, never against a
+  floor that grows when its products do more.
 * torch: the twin runs forward and backward once on the meta device (shapes,
   strides and storages, no arithmetic, on the calling thread) under a dispatch
   mode that keeps every ``mm`` and ``addmm`` (``nn.Linear``'s forward) with its
@@ -33,10 +36,9 @@ that alone made the "floor" twice the step's products):
   from one buffer. An ``addmm``'s bias broadcast is not a product, so the floor
   times ``mm`` on the same operands, into preallocated outputs.
 
-torch's products have the twin's matrix-product FLOPs counted by
-FlopCounterMode (benchmarks/test_training.py asserts it for every timed step);
-NumPy's have them too, plus the folded biases' row or column in the two-layer
-nets (benchmarks/test_harness.py counts both sides by hand).
+The products' FLOPs equal the step's matrix-product FLOPs counted by
+FlopCounterMode (benchmarks/test_training.py asserts it for every timed step,
+benchmarks/test_harness.py checks both recorders against each other).
 """
 
 from __future__ import annotations
@@ -83,14 +85,33 @@ def _recording_numpy(module):
         module.np = np
 
 
+def _unfolded(array, folds):
+    """The part of ``array`` the math uses: for a buffer with a folded bias, or its
+    transposed view, the corresponding view of its math part; else ``array``."""
+    for full, part in folds:
+        for candidate, result in ((full, part), (full.T, part.T)):
+            if (array.shape, array.strides) == (candidate.shape, candidate.strides) and \
+                    array.__array_interface__["data"][0] == candidate.__array_interface__["data"][0]:
+                return result
+    return array
+
+
 def numpy_products(case, example, module=fast) -> list[tuple]:
     """(a, b, out) of each product in one ``loss_and_grads()`` of a fast model of its own
-    (``module``: reference.fast, or another version of it, benchmarks/ab_fast.py)."""
+    (``module``: reference.fast, or another version of it, benchmarks/ab_fast.py), cut
+    back to the math's operands where the model folds a bias into a product."""
     model = module.for_reference(case.reference)(example.params, example.data, **example.hyper)
     with _recording_numpy(module) as recorder:
         model.loss_and_grads()
-    return [(a, b, np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out)
-            for a, b, out in recorder.calls]
+    folds = model.folds() if hasattr(model, "folds") else []
+    calls = []
+    for a, b, out in recorder.calls:
+        a, b = _unfolded(a, folds), _unfolded(b, folds)
+        out = np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else _unfolded(out, folds)
+        if a.shape[1] != b.shape[0] or out.shape != (a.shape[0], b.shape[1]):
+            raise AssertionError(f"a recorded product cut back to {a.shape} @ {b.shape} -> {out.shape}")
+        calls.append((a, b, out))
+    return calls
 
 
 class _RecordingProducts(TorchDispatchMode):

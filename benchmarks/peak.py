@@ -55,20 +55,25 @@ _fastest_layout: dict = {}  # (library, device, dtype name) -> layout, from the 
 
 
 @cache
-def _product(library: str, device: str, dtype: str, n: int, layout: str):
-    """A zero-argument call computing one n x n product into a preallocated output, its
-    operands laid out as ``layout`` says ("TN": the first a transposed view)."""
+def _operands(library: str, device: str, dtype: str, n: int) -> tuple:
+    """Two n x n operands and an output, shared by the four layouts (views of them)."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n)) for _ in range(2))
     if library == "numpy":
-        a, b = (x.astype(dtype) for x in (a, b))
-        a, b = (x.T if flag == "T" else x for x, flag in zip((a, b), layout, strict=True))
-        out = np.empty((n, n), dtype)
+        return a.astype(dtype), b.astype(dtype), np.empty((n, n), dtype)
+    a, b = (torch.as_tensor(x, device=device).to(torch_dtype(dtype)) for x in (a, b))
+    return a, b, torch.empty((n, n), dtype=a.dtype, device=device)
+
+
+@cache
+def _product(library: str, device: str, dtype: str, n: int, layout: str):
+    """A zero-argument call computing one n x n product into a preallocated output, its
+    operands laid out as ``layout`` says ("TN": the first a transposed view)."""
+    a, b, out = _operands(library, device, dtype, n)
+    a, b = (x.T if flag == "T" else x for x, flag in zip((a, b), layout, strict=True))
+    if library == "numpy":
         return lambda: np.matmul(a, b, out=out)
-    ta, tb = (torch.as_tensor(x, device=device).to(torch_dtype(dtype)) for x in (a, b))
-    ta, tb = (x.t() if flag == "T" else x for x, flag in zip((ta, tb), layout, strict=True))
-    tout = torch.empty((n, n), dtype=ta.dtype, device=device)
-    return lambda: torch.matmul(ta, tb, out=tout)
+    return lambda: torch.matmul(a, b, out=out)
 
 
 def libraries(device: str, dtype=np.float32) -> tuple:

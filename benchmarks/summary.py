@@ -96,7 +96,7 @@ def floor_table(results) -> list[str]:
             r = row.get(backend)
             if r is None or r.get("floor_fraction") is None:
                 continue
-            lines.append(f"{case:22} {size:8} {dtype:7} {backend:16} step {_time(r['median_s']):>8}  "
+            lines.append(f"{case:22} {size:8} {dtype:8} {backend:16} step {_time(r['median_s']):>8}  "
                          f"floor {_time(r['floor_s']):>8}  {r['floor_fraction']:4.0%} of floor "
                          f"({r['floor_fraction_best_round']:.0%})  {r['peak_fraction']:4.0%} of peak "
                          f"({r['peak_fraction_best_round']:.0%})")

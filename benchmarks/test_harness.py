@@ -12,7 +12,7 @@ from agreement.optimizers import OPTIMIZERS
 from agreement.precision import BFLOAT16, round_to
 from agreement.registry import CASES, cases
 from benchmarks import bodies, floor, flops, peak, sizes, summary
-from benchmarks.settings import OPTIMIZER, cuda_available, cuda_skip_reason, dtype_name
+from benchmarks.settings import OPTIMIZER, cuda_available, cuda_skip_reason, dtype_name, itemsize
 
 cases()  # fills the registry
 
@@ -101,23 +101,36 @@ def test_plot_draws_time_against_size_per_backend(tmp_path):
 @pytest.mark.parametrize("name", [c.name for c in cases(trainable=True)])
 def test_both_floor_recorders_see_the_same_products_as_the_step(name, size):
     """NumPy's recorder (the fast model's matmuls) and torch's (mm/addmm of the twin)
-    find the same products: for the two-layer nets the hand count of the first test
-    above, NumPy's with each bias folded into its layer's product as one more row of
-    the weights and a column of ones in the layer's input (reference/fast.py): one more
-    inner dimension in each forward product and its dW's, one more output column in
-    dh; elsewhere the same FLOPs."""
+    find products of the same FLOPs; for the two-layer nets, the hand count of the
+    first test above. NumPy's two-layer step folds each bias into its products (one
+    more row of the weights, reference/fast.py): its floor cuts them back to the
+    math's, as torch's replays addmm without its bias."""
     case = CASES[name]
     ex = case.build(size, np.float32, 0)
     numpy_calls, torch_calls = floor.numpy_products(case, ex), floor.torch_products(case, ex)
+    assert floor.flops(numpy_calls) == floor.flops(torch_calls) > 0
     if name.startswith("two_layer"):
         (n, d_in), (_, hidden), (_, d_out) = ex.data["X"].shape, ex.params["W1"].shape, ex.params["W2"].shape
         assert len(numpy_calls) == len(torch_calls) == 5
-        assert floor.flops(torch_calls) == 4 * n * d_in * hidden + 6 * n * hidden * d_out
-        # forward and dW: n (d_in + 1) hidden twice, n (hidden + 1) d_out twice; dh: n d_out (hidden + 1)
-        assert floor.flops(numpy_calls) == 4 * n * (d_in + 1) * hidden + 6 * n * (hidden + 1) * d_out
-    else:
-        assert floor.flops(numpy_calls) == floor.flops(torch_calls) > 0
+        assert floor.flops(numpy_calls) == 4 * n * d_in * hidden + 6 * n * hidden * d_out
     assert floor.fast.np is np, "the recorder was left in place"
+
+
+def test_a_folded_bias_is_cut_out_of_the_numpy_floor_which_reads_the_steps_buffers():
+    """The two-layer fast model multiplies [X, 1] by [[W1], [b1]]; its floor multiplies
+    the X and W1 parts of those very buffers."""
+    case = CASES["two_layer_classifier"]
+    ex = case.build("tiny", np.float64, 0)
+    calls = floor.numpy_products(case, ex)
+    (n, d_in), (_, hidden) = ex.data["X"].shape, ex.params["W1"].shape
+    x, w1, h = calls[0]
+    assert x.shape == (n, d_in) and w1.shape == (d_in, hidden) and h.shape == (n, hidden)
+    assert not x.flags.c_contiguous and x.strides[0] == (d_in + 1) * x.itemsize  # a view into [X, 1]
+    np.testing.assert_array_equal(x, ex.data["X"])
+    np.testing.assert_array_equal(w1, ex.params["W1"])
+    unbiased = dict(ex.hyper, bias=False)
+    plain = floor.numpy_products(case, type(ex)({k: ex.params[k] for k in ("W1", "W2")}, ex.data, unbiased))
+    assert [(a.shape, b.shape, o.shape) for a, b, o in calls] == [(a.shape, b.shape, o.shape) for a, b, o in plain]
 
 
 def test_the_floor_replays_the_steps_own_operands():
@@ -199,7 +212,7 @@ def test_bytes_count_the_timed_precision_not_its_storage_here():
     ex = sizes.build(CASES["two_layer_classifier"], "tiny", BFLOAT16)
     labels = ex.data["labels"].nbytes
     full = flops.call_bytes(ex, "step")
-    assert flops.call_bytes(ex, "step", 2) - labels == (full - labels) // 2
+    assert flops.call_bytes(ex, "step", itemsize(BFLOAT16)) - labels == (full - labels) // 2
 
 
 @pytest.mark.parametrize("layout", peak.LAYOUTS)

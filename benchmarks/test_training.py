@@ -23,6 +23,7 @@ from __future__ import annotations
 import pytest
 
 from agreement.optimizers import OPTIMIZERS
+from agreement.precision import emulated
 from agreement.registry import cases
 from benchmarks import bodies, floor, flops, sizes
 from benchmarks.clocks import cuda_synchronized_clock
@@ -59,7 +60,7 @@ def _low_precision_backends(phase):
 def _marks(backend, size, dtype):
     if size in sizes.BENCH_ONLY_SIZES and backend not in sizes.XL_BACKENDS:
         return [pytest.mark.skip(reason=sizes.XL_SKIP_REASON)]
-    if dtype in LOW_PRECISION_DTYPES and backend == "torch-cpu" and size not in LOW_PRECISION_CPU_SIZES:
+    if emulated(dtype) and backend == "torch-cpu" and size not in LOW_PRECISION_CPU_SIZES:
         return [pytest.mark.skip(reason=LOW_PRECISION_CPU_SKIP)]
     return _CUDA_MARKS if backend in _CUDA_BACKENDS else []
 
@@ -71,7 +72,8 @@ def _grid():
             tiers = ("xl",) if phase == "step" and case.name in sizes.XL_CASES else ()
             for size in (*case.sizes, *tiers):  # what the case builds, then the GPU tier
                 for dtype in (*DTYPES, *LOW_PRECISION_DTYPES):
-                    low = dtype in LOW_PRECISION_DTYPES
+                    low = any(dtype is d for d in LOW_PRECISION_DTYPES)  # `in` compares with ==,
+                    # and np.dtype(np.float32) == BFLOAT16 (agreement/precision.py)
                     for backend in _low_precision_backends(phase) if low else _backends(case, phase):
                         if size in sizes.BENCH_ONLY_SIZES and backend == "numpy-readable":
                             continue
@@ -128,9 +130,6 @@ def test_benchmark(benchmark, request, case, phase, size, dtype, backend):
         assert info["gflops"] == pytest.approx(work / info["median_s"] / 1e9)
         assert info["peak_fraction"] == pytest.approx(info["gflops"] / info["peak_gflops"])
         if step_floor is not None:
-            # the floor is the step's own products: torch's have the twin's matrix-product
-            # FLOPs; NumPy's two-layer products carry each bias as one more row of its weights
-            # (reference/fast.py), a little more (benchmarks/test_harness.py counts both)
-            twin = flops.matmul_flops(case, example)
-            assert info["floor_flops"] == twin if info["floor_of"] != "numpy" else info["floor_flops"] >= twin
+            # the floor is the step's own products: their FLOPs are the step's matrix-product FLOPs
+            assert info["floor_flops"] == flops.matmul_flops(case, example)
             assert info["floor_fraction"] == pytest.approx(info["floor_s"] / info["median_s"])

@@ -83,6 +83,11 @@ class _Model:
         """The parameters (reference names and shapes) as views into the stored arrays."""
         return stored
 
+    def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(array, the part of it the math's products use) for each buffer that carries
+        more than the math (a folded bias row, a column of ones); none by default."""
+        return []
+
     @property
     def params(self) -> dict:
         return self._views[self.current][0]
@@ -163,7 +168,9 @@ class _TwoLayer(_Model):
     bias addition (2.6 us for b1 on the tutorial's 64 x 100 float32, against 1.2 us
     for a same-shape addition) and no bias-gradient sums. The data's copy is the
     first columns of [X, 1]; the hidden activations are the first columns of
-    [relu(X W1 + b1), 1], whose ones column no ReLU changes.
+    [relu(X W1 + b1), 1], whose ones column no ReLU changes. ``folds()`` names
+    those parts, so that the benchmarks' floor (the step's products timed alone,
+    benchmarks/floor.py) times the math's products, without the folded bias.
 
     ``CLASS_MAJOR``: the output (N, D_out) is stored column by column (a transposed
     view of a C-ordered (D_out, N) buffer), computed as W2^T h^T. A loss that
@@ -201,6 +208,16 @@ class _TwoLayer(_Model):
         if not self.hyper["bias"]:
             return {"W1": layer1, "W2": layer2}
         return {"W1": layer1[:-1], "b1": layer1[-1], "W2": layer2[:-1], "b2": layer2[-1]}
+
+    def folds(self):
+        if not self.hyper["bias"]:
+            return []
+        width, d_in = self.width, self.inputs.shape[1] - 1
+        stored, grads = self._stored[self.current][PARAMS], self._stored[self.current][GRADS]
+        return [(self.inputs, self.inputs[:, :d_in]), (self.hidden, self.hidden[:, :width]),
+                (self.d_hidden, self.d_hidden[:, :width]),
+                *((layers["layer1"], layers["layer1"][:-1]) for layers in (stored, grads)),
+                *((layers["layer2"], layers["layer2"][:-1]) for layers in (stored, grads))]
 
     def loss_and_grads(self):
         stored, grads = self._stored[self.current][PARAMS], self._stored[self.current][GRADS]
