@@ -55,12 +55,13 @@ def plot(results: dict, output: Path) -> Path:
     colors = dict(zip(BACKENDS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     order = (*sizes(), *BENCH_ONLY_SIZES)  # the GPU tier after the registry's sizes
     for ax, ((case, phase), lines) in zip(axes.flat, sorted(panels.items()), strict=False):
+        present = [s for s in order if any(s in by_size for by_size in lines.values())]  # the panel's own sizes
         for (backend, dtype), by_size in sorted(lines.items()):
-            drawn = [s for s in order if s in by_size]
-            ax.plot([order.index(s) for s in drawn], [by_size[s] for s in drawn], STYLE.get(dtype, ":"), marker="o",
-                    color=colors.get(backend), label=f"{backend} {dtype}")
+            drawn = [s for s in present if s in by_size]
+            ax.plot([present.index(s) for s in drawn], [by_size[s] for s in drawn], STYLE.get(dtype, ":"),
+                    marker="o", color=colors.get(backend), label=f"{backend} {dtype}")
         ax.set(title=f"{case} ({phase})", yscale="log", ylabel="median time (s)")
-        ax.set_xticks(range(len(order)), order)
+        ax.set_xticks(range(len(present)), present)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
