@@ -60,8 +60,12 @@ def compare(versions: dict, case_names, size: str, rounds: int) -> list[str]:
         for dtype in DTYPES:
             example = case.build(size, dtype, 0)
             steps = {label: _step(module, case, example) for label, module in versions.items()}
-            floors = {label: floor.numpy_run(floor.numpy_products(case, example, module))
-                      for label, module in versions.items()}  # each version's own products
+            products = {label: floor.numpy_products(case, example, module) for label, module in versions.items()}
+            work = {label: floor.flops(calls) for label, calls in products.items()}
+            if len(set(work.values())) > 1:  # e.g. a version that folds biases without naming its folds
+                lines.append(f"{name} {size} {np.dtype(dtype).name}: the versions' floors are different "
+                             f"products ({work} FLOPs): their fractions are not comparable")
+            floors = {label: floor.numpy_run(calls) for label, calls in products.items()}
             times = {label: {"step": [], "floor": []} for label in steps}
             for _ in range(rounds):
                 for label, (run, restore) in steps.items():

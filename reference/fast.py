@@ -49,7 +49,8 @@ def _views(flat: np.ndarray, shapes: dict, offsets: dict) -> dict:
 class _Model:
     """Holds ``params`` (advanced by an optimizer) and ``grads`` (rewritten by
     ``loss_and_grads()``), both dicts of arrays in reference layout. The caller's
-    arrays are copied.
+    parameters are copied; its data arrays are used as they are where already
+    C-contiguous (the two-layer nets copy X into a buffer of their own).
 
     Storage: two blocks, each three flat rows (parameters, momentum, gradients,
     every array a view into its row). ``current`` names the block in use; an
