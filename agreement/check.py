@@ -259,8 +259,13 @@ def _names(dtype, device) -> dict:
 
 
 def _check_dtypes(dtypes) -> list:
-    """Each of ``dtypes`` as the harness knows it, or a ValueError naming the argument."""
-    resolved = [precision.resolve(d) for d in dtypes]
+    """Each of ``dtypes`` as the harness knows it, or a ValueError (TypeError) naming the argument."""
+    resolved = []
+    for d in dtypes:
+        try:
+            resolved.append(precision.resolve(d))
+        except TypeError as error:
+            raise TypeError(f"dtypes: {d!r} is not a dtype") from error
     for d in resolved:
         if d not in TORCH_DTYPES:
             raise ValueError(f"dtypes: {precision.name(d)} is not one of {[precision.name(t) for t in TORCH_DTYPES]}")
@@ -490,7 +495,7 @@ def check_gradients(numpy_fn, torch_fn, inputs, *, name: str | None = None, dtyp
     fixed = [inputs] if isinstance(inputs, Example) else list(inputs) if isinstance(inputs, list | tuple) else None
     summaries = []
     for dtype in _check_dtypes(dtypes):
-        runs_on = [d for d in devices if not isinstance(dtype, precision.Precision) or d in dtype.devices]
+        runs_on = [d for d in devices if precision.runs_on(dtype, d)]
         if not runs_on:
             warnings.warn(f"{case.name}: {precision.name(dtype)} runs on {' and '.join(dtype.devices)} only, and "
                           f"none of {devices} is: not checked", stacklevel=2)

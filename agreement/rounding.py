@@ -317,7 +317,7 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
     at_m = example if mdtype == dtype else example.astype(mdtype)
     samples = []
 
-    def add(side, label, run, combine):
+    def add(side, run, combine):
         try:
             outs = run()
         except Exception:  # noqa: BLE001 - a refusal is no information, not a verdict
@@ -355,21 +355,21 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
             evaluated["torch"] = torch_call(example, dtype)
         return evaluated["torch"]
 
-    # in the measurement precision, scaled
-    add("numpy", f"at the input in {mdtype.name}",
+    # in the measurement precision, scaled: at the input
+    add("numpy",
         lambda: (numpy_d() if in_dtype else numpy_call(at_m),
                  numpy64 if numpy64 is not None else numpy_call(example.astype(np.float64))), lower)
     for i, eta in enumerate(NUMPY_SHRINKS):
         moved = shrink(at_m, eta, seed=i, cache=distinct)
-        add("numpy", f"with parameters shrunk by {eta:.0e}",
+        add("numpy",  # with parameters shrunk by eta
             lambda m=moved: (numpy_call(m), numpy_call(m.astype(np.float64))), lower)
-    add("torch", f"at the input in {mdtype.name}",
+    add("torch",
         lambda: ((torch_d() if in_dtype else torch_call(at_m, mdtype)),
                  (torch64 if torch64 is not None else torch_call(example, np.float64))), lower)
 
     # against NumPy in long double, where the platform has one: the float64 error itself
     if dtype == np.float64 and EXTENDED and max(np.size(v) for v in example.params.values()) <= EXTENDED_MAX_SIZE:
-        add("numpy", "against long double",
+        add("numpy",  # against long double
             lambda: (numpy_d(), numpy_call(example.astype(np.longdouble))),
             lambda low, high: _extended_error(low, high, input_magnitude(example)))
 
@@ -378,19 +378,19 @@ def _measure(numpy_call: Callable, torch_call: Callable, example: Example, dtype
     # that varies smoothly with the input, such as a vectorised exp's 1-2 ulp, and M can.
     eta = NOISE_STEP_ULPS * 2 * unit_roundoff(dtype)
     plus, minus = nudge(example, eta, seed=len(NUMPY_SHRINKS), cache=distinct)
-    add("numpy", f"noise over inputs {eta:.0e} apart in {dtype.name}",
+    add("numpy",  # noise over inputs eta apart in the compared dtype
         lambda: (numpy_call(plus), numpy_call(minus), numpy_d()), _second_difference)
     if in_dtype:
         moved = shrink(at_m, TORCH_SHRINK, seed=len(NUMPY_SHRINKS) + 1, cache=distinct)
-        add("torch", f"with parameters shrunk by {TORCH_SHRINK:.0e}",
+        add("torch",
             lambda: (torch_call(moved, mdtype), torch_call(moved, np.float64)), lower)
     else:
         # Inputs outside M's normal range (1e-79 underflows float32) leave the M samples
         # without information; a second noise direction keeps torch at two samples.
         directions = [(plus, minus)] + ([nudge(example, eta, seed=len(NUMPY_SHRINKS) + 2, cache=distinct)]
                                         if not fits(example, mdtype) else [])
-        for i, (p, m) in enumerate(directions):
-            add("torch", f"noise over inputs {eta:.0e} apart in {dtype.name}" + f" ({i + 1})" * (i > 0),
+        for p, m in directions:
+            add("torch",
                 lambda p=p, m=m: (torch_call(p, dtype), torch_call(m, dtype), torch_d()),
                 _second_difference)
     return Measurement(samples)

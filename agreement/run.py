@@ -44,7 +44,7 @@ def devices(dtype=None) -> list[str]:
     """The devices present, of those ``dtype`` runs on (TF32: CUDA only)."""
     present = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     dtype = None if dtype is None else resolve(dtype)
-    return [d for d in present if not isinstance(dtype, precision.Precision) or d in dtype.devices]
+    return [d for d in present if dtype is None or precision.runs_on(dtype, d)]
 
 
 class Unresolvable(Exception):
@@ -199,11 +199,11 @@ def compare_other(case: Case, example: Example, dtype, loss, grads, label: str, 
     the float64 reference, judged as torch is: the floor plus the rounding measured on
     the reference and on torch (e.g. the reference's fast path, reference/fast.py)."""
     dtype = resolve(dtype)
+    if precision.is_low(dtype):
+        raise ValueError("compare_other: only float32 and float64 third implementations")
     numpy_call, torch_call = _numpy_call(case.reference), _torch_call(case, device)
     example = example.astype(dtype)
     exp_loss, exp_grads = numpy_call(example.astype(np.float64))
-    if precision.is_low(dtype):
-        raise ValueError("compare_other: only float32 and float64 third implementations")
     measurement = measure(numpy_call, torch_call, example, dtype, numpy64=(exp_loss, exp_grads),
                           **({"numpy_own": (exp_loss, exp_grads)} if dtype == np.float64 else {}))
     names = {**DEFAULT_NAMES, label: f"{label} in {precision.name(dtype)}"}
@@ -253,8 +253,8 @@ def evaluate(case: Case, example: Example, dtype, device: str = "cpu", reference
     overrides the case's NumPy function (used to show the comparison catches a
     wrong one); ``names``: what reports call "numpy", "torch" and "expected"."""
     dtype = resolve(dtype)
-    if isinstance(dtype, precision.Precision) and device not in dtype.devices:
-        raise ValueError(f"device: {dtype.name} runs on {' and '.join(dtype.devices)} only, not {device!r}")
+    if not precision.runs_on(dtype, device):
+        raise precision.device_error(dtype, device)
     numpy_call, torch_call = _numpy_call(reference or case.reference), _torch_call(case, device)
     example = example.astype(dtype)
     ex64 = example.astype(np.float64)

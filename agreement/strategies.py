@@ -27,13 +27,13 @@ def reals(dtype, bound: float, low: float | None = None):
     a precision NumPy lacks (agreement/precision.py: bfloat16 values in float32)."""
     dtype = precision.resolve(dtype)
     low = -bound if low is None else low
-    low, bound = (float(precision.round_to(dtype, v)) for v in (low, bound))
+    low, bound = (_in_dtype(dtype, v) for v in (low, bound))
     drawn = st.floats(low, bound, width=_width(dtype), allow_nan=False, allow_infinity=False,
                       allow_subnormal=False)
     if not precision.emulated(dtype):
         return drawn
     # rounding is monotonic and the bounds are representable: the draw stays in [low, bound]
-    return drawn.map(lambda v: float(precision.round_to(dtype, v)))
+    return drawn.map(lambda v: _in_dtype(dtype, v))
 
 
 def within_range(dtype, bound: float, degree: int) -> float:
@@ -122,11 +122,11 @@ def low_precision_arrays(dtype, shape, bound: float | None = None):
     """
     dtype = precision.resolve(dtype)
     info = precision.finfo(dtype)
-    bound = float(precision.round_to(dtype, 1.1 * np.sqrt(float(info.max)) if bound is None else bound))
+    bound = _in_dtype(dtype, 1.1 * np.sqrt(float(info.max)) if bound is None else bound)
     around = [np.sqrt(float(info.max)) * f for f in (0.9, 1.0, 1.1)] + [bound]
     around += [np.sqrt(float(info.smallest_normal)) * f for f in (0.5, 1.0, 2.0)] + [float(info.smallest_normal)]
     with np.errstate(over="ignore"):
-        rounded = [float(precision.round_to(dtype, np.asarray(a))) for a in around]
+        rounded = [_in_dtype(dtype, a) for a in around]
     edges = sorted({v for v in rounded if 0 < v <= bound})
     signed = st.tuples(st.sampled_from(edges), st.booleans()).map(lambda m: -m[0] if m[1] else m[0])
 
@@ -167,7 +167,7 @@ def probabilities(dtype, shape):
     edges = sorted({float(info.tiny), float(info.eps), 1 - float(info.eps), 1 - float(info.eps) / 2})
     inside = st.floats(0.0, 1.0, exclude_min=True, exclude_max=True, width=_width(dtype), allow_subnormal=False)
     if precision.emulated(dtype):
-        inside = inside.map(lambda v: float(precision.round_to(dtype, v))).filter(lambda v: 0 < v < 1)
+        inside = inside.map(lambda v: _in_dtype(dtype, v)).filter(lambda v: 0 < v < 1)
     return hnp.arrays(dtype, shape, elements=st.sampled_from(edges) | inside)
 
 

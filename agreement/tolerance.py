@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agreement import precision
+from agreement.precision import unit_roundoff
 
 SAFETY = 2.0
 LAMBDA = 8.0
@@ -89,11 +90,6 @@ class Tolerance:
 
     def bound(self, expected: np.ndarray) -> np.ndarray:
         return self.floor(expected) + self.shift + self.measured
-
-
-def unit_roundoff(dtype) -> float:
-    """Half the machine epsilon: 2^-53 float64, 2^-24 float32, 2^-11 float16 and TF32, 2^-8 bfloat16."""
-    return precision.unit_roundoff(dtype)
 
 
 def tolerance(cls: ToleranceClass, dtype, n: int, expected: np.ndarray, cond: float = 1.0,

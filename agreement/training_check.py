@@ -63,11 +63,12 @@ from hypothesis.strategies import SearchStrategy
 
 from agreement import precision
 from agreement import strategies as S
+from agreement.check import _check_dtypes as _resolved_dtypes
 from agreement.check import _largest_size, _tolerance_class
 from agreement.compare import Comparison
 from agreement.optimizers import OptimizerCase
 from agreement.registry import Case, Example
-from agreement.run import TORCH_DTYPES, Unresolvable, torch_dtype, torch_precision
+from agreement.run import Unresolvable, torch_dtype, torch_precision
 from agreement.run import devices as available_devices
 from agreement.strategies import DTYPES
 from agreement.tolerance import DEEP_MODEL, ELEMENTWISE, ToleranceClass
@@ -431,8 +432,7 @@ def _judge_example(setup: _Setup, example: Example, dtype, device: str, defaults
                 losses, path = reference_trajectory(setup.case, setup.opt, example, setup.hyper, setup.steps)
         except AssertionError as error:  # a float32 parameter returned as float64
             raise AssertionError(f"{setup.name} ({dtype_name}): {error}\n  example: {_show(example)}") from None
-        own = reference_trajectory(setup.case, setup.opt, example.astype(np.float64), setup.hyper,
-                                   setup.steps) if low else None
+        own = (against.losses, against.path) if low else None  # your float64 run from this start
         sides.append((f"{YOURS} in {dtype_name}", (losses, path), own))
     worst, where = None, ""
     names = ["the loss" if k is None else f"parameter {k!r}"
@@ -572,8 +572,8 @@ def assert_optimizer_close(init, update, torch_optimizer, hyper: dict, example: 
     setup, defaults = _build(init, update, torch_optimizer, hyper, numpy_loss, torch_loss, steps, torch_options,
                              tolerance, reduction_length, term_scale, name)
     dtype = _check_dtypes([dtype])[0]
-    if precision.emulated(dtype) and device not in precision.resolve(dtype).devices:
-        raise ValueError(f"device: {precision.name(dtype)} runs on {' and '.join(dtype.devices)} only, not {device!r}")
+    if not precision.runs_on(dtype, device):
+        raise precision.device_error(dtype, device)
     summary = TrajectorySummary(setup.name, precision.name(dtype), device, setup.steps)
     summary.record(_judge_example(setup, _check_example(example, "example"), dtype, device, defaults))
     _verdict([summary])
@@ -581,18 +581,8 @@ def assert_optimizer_close(init, update, torch_optimizer, hyper: dict, example: 
 
 
 def _check_dtypes(dtypes) -> list:
-    out = []
-    for d in dtypes:
-        try:
-            d = precision.resolve(d)
-        except TypeError as error:
-            raise TypeError(f"dtypes: {d!r} is not a dtype") from error
-        if d not in TORCH_DTYPES:
-            raise ValueError(f"dtypes: {d} is not one of {[precision.name(t) for t in TORCH_DTYPES]}")
-        out.append(d if isinstance(d, precision.Precision) else d.type)
-    if not out:
-        raise ValueError("dtypes is empty: nothing would be checked")
-    return out
+    """check.py's, with NumPy dtypes as their scalar types."""
+    return [d if precision.emulated(d) else d.type for d in _resolved_dtypes(dtypes)]
 
 
 def _strategy_for(inputs, dtype):
@@ -670,7 +660,7 @@ def check_optimizer(init, update, torch_optimizer, hyper: dict, *, inputs=None, 
         fixed = [_check_example(ex, f"inputs[{i}]") for i, ex in enumerate(fixed)]
     summaries, failures = [], []
     for dtype in dtypes:
-        runs_on = [d for d in devices if not precision.emulated(dtype) or d in precision.resolve(dtype).devices]
+        runs_on = [d for d in devices if precision.runs_on(dtype, d)]
         if not runs_on:
             warnings.warn(f"{setup.name}: {precision.name(dtype)} runs on {' and '.join(dtype.devices)} only, and "
                           f"none of {devices} is: not checked", stacklevel=2)

@@ -29,7 +29,7 @@ centered RMSprop's s - mean^2 cancels as the gradient settles, which the state
 rounding shows.
 
 Below float32 (bfloat16, float16, TF32) each side's own drift is measured instead,
-against the same side run in float64 from the same start (``_judge_low_precision``,
+against the same side run in float64 from the same start (``_past_horizon``,
 docs/low-precision.md).
 """
 
@@ -237,12 +237,13 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
     where ``case.compare_loss``. ``reference``: another NumPy function to take the
     expected trajectory from (the rounding spread stays the case's own). ``against``:
     the ``Reference`` of this request, when the caller has it. Below float32 the judged
-    side's own run in float64, ``own64`` (losses, parameters), is required:
-    ``_judge_low_precision``."""
+    side's own run in float64, ``own64`` (losses, parameters), is required, and is the
+    measure of its rounding (``_past_horizon``)."""
     steps = len(losses)
-    if precision.is_low(dtype):
-        return _judge_low_precision(case, opt, example, opt_hyper, dtype, losses, params, device, reference,
-                                    without_grad, own64, against)
+    low = precision.is_low(dtype)
+    if low and own64 is None:
+        raise ValueError(f"judging a trajectory in {precision.name(dtype)} needs the same side's float64 run "
+                         "(own64): its own rounding is the measure")
     against = _reference(against, case, opt, example, opt_hyper, steps, dtype, without_grad)
     example = against.example
     ex64 = example.astype(np.float64)
@@ -250,29 +251,37 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
     if reference is not None:
         exp_losses, exp_params, _ = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64, opt_hyper,
                                          steps, reference, without_grad=without_grad)
-    # how rounding spreads is a property of the true reference
-    loss_spread, param_spread = against.spread
+    if low:
+        own_losses, own_params = own64
+        limit = np.sqrt(unit_roundoff(dtype))
+    else:  # how rounding spreads is a property of the true reference
+        loss_spread, param_spread = against.spread
     n = case.reduction_length(example)
     dtype_name = precision.name(dtype)
     context = {"shapes": example.shapes(), "hyper": example.hyper, "optimizer": (opt.name, opt_hyper)}
     step_results = []
     for t in range(steps):
+        if low and _past_horizon(t, params[t], own_params[t], limit, device, dtype):
+            break
         before = ex64.with_params(ex64.params if t == 0 else exp_params[t - 1])
-
-        def tol(expected, terms, spread, cond=1.0):
-            own = tolerance(case.tolerance, dtype, n, expected, cond, term_scale=terms)
-            return Tolerance(own.rtol, own.atol, SAFETY * spread)
-
         results = []
         for array, name in judged_arrays(exp_params[t], case.compare_loss):
             if name is None:
-                cond = case.loss_condition(before) if case.loss_condition else 1.0
                 actual, expected = losses[t], exp_losses[t]
-                allowed = tol(expected, term_scales(case, before).get("loss", 0.0), loss_spread[t], cond)
+                terms = term_scales(case, before).get("loss", 0.0)
             else:
-                previous = float(np.max(np.abs(before.params[name]), initial=0.0))
                 actual, expected = params[t][name], exp_params[t][name]
-                allowed = tol(expected, previous, param_spread[t][name])
+                terms = float(np.max(np.abs(before.params[name]), initial=0.0))
+            if low:  # the float64 bound plus OWN_SAFETY times the side's own drift (_past_horizon)
+                own = own_losses[t] if name is None else own_params[t][name]
+                gap = tolerance(case.tolerance, np.float64, n, expected, term_scale=terms)
+                drift = np.abs(np.asarray(actual, np.float64) - np.asarray(own, np.float64))
+                allowed = Tolerance(gap.rtol, gap.atol, measured=OWN_SAFETY * drift)
+            else:
+                cond = (case.loss_condition(before) if case.loss_condition else 1.0) if name is None else 1.0
+                spread = loss_spread[t] if name is None else param_spread[t][name]
+                bound = tolerance(case.tolerance, dtype, n, expected, cond, term_scale=terms)
+                allowed = Tolerance(bound.rtol, bound.atol, SAFETY * spread)
             results.append(compare(actual, expected, allowed, case=case.name, what=f"step {t} {array}",
                                    dtype=dtype_name, device=device, context=context))
         step_results.append(results)
@@ -281,65 +290,28 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
     return step_results
 
 
-def _judge_low_precision(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device,
-                         reference, without_grad, own64, against=None) -> list[list[Comparison]]:
+def _past_horizon(t: int, side: dict, own: dict, limit: float, device: str, dtype) -> bool:
     """Below float32 the analytic spread (``rounding_spread``) bounds every step's rounding
     at u times its terms, which bfloat16's u = 2^-8 turns into a horizon of one step. As
     for single evaluations (agreement/rounding.py, ``own_rounding``), each side's own
-    rounding is measured instead: the same side run in float64 from the same start. At
-    step t the side may differ from the float64 reference by OWN_SAFETY times its own
-    drift |θ_t(dtype) - θ_t(side in float64)| plus the float64 bound of step t (the two
-    float64 runs' difference). Judging stops at the measured horizon: the first step
-    whose own drift exceeds sqrt(u) max(1, |θ|), the rule of ``comparable_steps``, where
-    rounding, not the math, decides the trajectory."""
-    if own64 is None:
-        raise ValueError(f"judging a trajectory in {precision.name(dtype)} needs the same side's float64 run "
-                         "(own64): its own rounding is the measure")
-    steps = len(losses)
-    example = example.astype(dtype)
-    ex64 = example.astype(np.float64)
-    if against is not None and reference is None:
-        against = _reference(against, case, opt, example, opt_hyper, steps, dtype, without_grad)
-        exp_losses, exp_params = against.losses, against.path  # the float64 run, already made
-    else:
-        exp_losses, exp_params, _ = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64, opt_hyper,
-                                         steps, reference, without_grad=without_grad)
-    own_losses, own_params = own64
-    n = case.reduction_length(example)
-    limit = np.sqrt(unit_roundoff(dtype))
-    context = {"shapes": example.shapes(), "hyper": example.hyper, "optimizer": (opt.name, opt_hyper)}
-    step_results = []
-    for t in range(steps):
-        drifts = {k: np.abs(np.asarray(params[t][k], np.float64) - own_params[t][k]) for k in params[t]}
-        beyond = [k for k, d in sorted(drifts.items())
-                  if not np.all(d <= limit * max(1.0, float(np.max(np.abs(own_params[t][k]), initial=0.0))))]
-        if beyond:
-            if t == 0:
-                finite = all(np.all(np.isfinite(params[0][k])) for k in params[0])
-                raise Unresolvable(
-                    f"{device} in {precision.name(dtype)}: " + (
-                        "rounding alone moves a parameter by more than sqrt(u) max(1, |θ|) in the first step"
-                        if finite else "the first step's parameters are not finite where its float64 run's are"),
-                    f"{beyond[0]!r}, sqrt(u) = {limit:.2g}")
-            break
-        before = ex64.with_params(ex64.params if t == 0 else exp_params[t - 1])
-        results = []
-        for array, name in judged_arrays(exp_params[t], case.compare_loss):
-            if name is None:
-                actual, expected, own = losses[t], exp_losses[t], own_losses[t]
-                terms = term_scales(case, before).get("loss", 0.0)
-            else:
-                actual, expected, own = params[t][name], exp_params[t][name], own_params[t][name]
-                terms = float(np.max(np.abs(before.params[name]), initial=0.0))
-            gap = tolerance(case.tolerance, np.float64, n, expected, term_scale=terms)
-            drift = np.abs(np.asarray(actual, np.float64) - np.asarray(own, np.float64))
-            allowed = Tolerance(gap.rtol, gap.atol, measured=OWN_SAFETY * drift)
-            results.append(compare(actual, expected, allowed, case=case.name, what=f"step {t} {array}",
-                                   dtype=precision.name(dtype), device=device, context=context))
-        step_results.append(results)
-        if not all(r.ok for r in results):
-            break
-    return step_results
+    rounding is measured instead: the same side run in float64 from the same start
+    (``own``). At step t the side may differ from the float64 reference by OWN_SAFETY
+    times its own drift |θ_t(dtype) - θ_t(side in float64)| plus the float64 bound of
+    step t (the two float64 runs' difference). Judging stops at the measured horizon:
+    the first step whose own drift exceeds sqrt(u) max(1, |θ|) (``limit`` = sqrt(u)),
+    the rule of ``comparable_steps``, where rounding, not the math, decides the
+    trajectory; at the first step that is Unresolvable."""
+    beyond = [k for k in sorted(side)
+              if not np.all(np.abs(np.asarray(side[k], np.float64) - own[k])
+                            <= limit * max(1.0, float(np.max(np.abs(own[k]), initial=0.0))))]
+    if beyond and t == 0:
+        finite = all(np.all(np.isfinite(v)) for v in side.values())
+        raise Unresolvable(
+            f"{device} in {precision.name(dtype)}: " + (
+                "rounding alone moves a parameter by more than sqrt(u) max(1, |θ|) in the first step"
+                if finite else "the first step's parameters are not finite where its float64 run's are"),
+            f"{beyond[0]!r}, sqrt(u) = {limit:.2g}")
+    return bool(beyond)
 
 
 def judge(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, params, device: str = "cpu",
@@ -408,7 +380,7 @@ def comparable_steps(case: Case, opt, example: Example, hyper: dict, steps: int,
         if resolved < 0:
             return 0, f"{name} does not resolve {case.name} at the initial parameters (Case.valid)"
     if precision.is_low(dtype):
-        # measured where the trajectory is judged (``_judge_low_precision``)
+        # measured where the trajectory is judged (``_past_horizon``)
         return (steps, "") if resolved == steps else (resolved, _leaves(resolved, name, case))
     try:
         with np.errstate(over="ignore", invalid="ignore"):

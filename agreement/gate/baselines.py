@@ -104,8 +104,7 @@ def budget_groups(dtypes=(*DTYPES, *LOW_DTYPES, TF32)) -> dict:
     computes in the precision."""
     groups = {}
     for dtype in dtypes:
-        torch_devices = [f"torch-{d}" for d in ("cpu", "cuda")
-                         if not precision.emulated(dtype) or d in precision.resolve(dtype).devices]
+        torch_devices = [f"torch-{d}" for d in ("cpu", "cuda") if precision.runs_on(dtype, d)]
         numpy = precision.numpy_computes_in(dtype) and precision.name(dtype) != "float64"
         for device in (*torch_devices, *(("numpy",) if numpy else ())):
             groups[f"{precision.name(dtype)}/{device}"] = (precision.name(dtype), device)
