@@ -324,6 +324,14 @@ def judge(case: Case, opt, example: Example, opt_hyper: dict, dtype, losses, par
 def trajectory_steps(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,
                      device: str = "cpu", reference=None, against: Reference | None = None) -> list[list[Comparison]]:
     """torch.optim's trajectory in ``dtype`` on ``device``, judged step by step by ``judge_steps``."""
+    losses, params, own64 = torch_trajectory(case, opt, example, opt_hyper, steps, dtype, device)
+    return judge_steps(case, opt, example, opt_hyper, dtype, losses, params, f"torch-{device}", reference,
+                       against=against, own64=own64)
+
+
+def torch_trajectory(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype, device: str = "cpu"):
+    """torch.optim's losses and parameters in ``dtype`` from the example cast to it, and below
+    float32 the same run in float64 (``own64``, else None), which ``judge_steps`` needs."""
     cast = example.astype(dtype)
     own64 = None
     if precision.is_low(dtype):
@@ -339,8 +347,7 @@ def trajectory_steps(case: Case, opt, example: Example, opt_hyper: dict, steps: 
         # the same run succeeded in float64: the failure is the precision's (a NaN reached BCELoss)
         raise Unresolvable(f"torch-{device} in {precision.name(dtype)} raised RuntimeError",
                            str(error).splitlines()[0][:160]) from error
-    return judge_steps(case, opt, example, opt_hyper, dtype, losses, params, f"torch-{device}", reference,
-                       against=against, own64=own64)
+    return losses, params, own64
 
 
 def compare_trajectories(case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype,

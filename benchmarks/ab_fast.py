@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from agreement.optimizers import OPTIMIZERS
 from agreement.registry import CASES, cases
-from benchmarks import floor
-from benchmarks.settings import DTYPES, OPTIMIZER
+from benchmarks import bodies, floor
+from benchmarks.settings import DTYPES
 
 
 def _load(path: Path, name: str):
@@ -39,27 +38,13 @@ def _load(path: Path, name: str):
     return module
 
 
-def _step(module, case, example):
-    model = module.for_reference(case.reference)(example.params, example.data, **example.hyper)
-    sgd = module.SGD(model, **OPTIMIZERS[OPTIMIZER].defaults)
-    model.loss_and_grads()
-    sgd.update()
-    saved = sgd.state()
-
-    def run():
-        model.loss_and_grads()
-        sgd.update()
-
-    return run, lambda: sgd.restore(saved)
-
-
 def compare(versions: dict, case_names, size: str, rounds: int) -> list[str]:
     lines = []
     for name in case_names:
         case = CASES[name]
         for dtype in DTYPES:
             example = case.build(size, dtype, 0)
-            steps = {label: _step(module, case, example) for label, module in versions.items()}
+            steps = {label: bodies.numpy_fast(case, example, "step", module) for label, module in versions.items()}
             products = {label: floor.numpy_products(case, example, module) for label, module in versions.items()}
             work = {label: floor.flops(calls) for label, calls in products.items()}
             if len(set(work.values())) > 1:  # e.g. a version that folds biases without naming its folds
@@ -68,10 +53,10 @@ def compare(versions: dict, case_names, size: str, rounds: int) -> list[str]:
             floors = {label: floor.numpy_run(calls) for label, calls in products.items()}
             times = {label: {"step": [], "floor": []} for label in steps}
             for _ in range(rounds):
-                for label, (run, restore) in steps.items():
-                    restore()
+                for label, body in steps.items():
+                    body.reset()
                     start = time.perf_counter()
-                    run()
+                    body.run()
                     times[label]["step"].append(time.perf_counter() - start)
                     start = time.perf_counter()
                     floors[label]()

@@ -19,7 +19,7 @@ import torch
 
 from agreement.optimizers import OPTIMIZERS
 from benchmarks.cuda_graphs import capture_step
-from benchmarks.settings import OPTIMIZER, apply_tf32, torch_dtype
+from benchmarks.settings import OPTIMIZER, torch_dtype
 from reference import fast
 from torch_impl import train
 
@@ -76,12 +76,13 @@ def numpy_readable(case, example, phase: str) -> Body:
     return Body(run, reset)
 
 
-def numpy_fast(case, example, phase: str) -> Body:
-    """reference.fast: the same math into buffers allocated once (see that module)."""
-    model = fast.for_reference(case.reference)(example.params, example.data, **example.hyper)
+def numpy_fast(case, example, phase: str, module=fast) -> Body:
+    """reference.fast (or ``module``, another version of it: benchmarks/ab_fast.py): the
+    same math into buffers allocated once (see that module)."""
+    model = module.for_reference(case.reference)(example.params, example.data, **example.hyper)
     if phase == "fwd_bwd":
         return Body(model.loss_and_grads)
-    sgd = fast.SGD(model, **_optimizer().defaults)
+    sgd = module.SGD(model, **_optimizer().defaults)
 
     def run():
         loss = model.loss_and_grads()
@@ -99,10 +100,14 @@ def numpy_body(case, example, phase: str, readable: bool = False) -> Body:
     return numpy_fast(case, example, phase)
 
 
-def _torch_step_parts(case, example, device: str, precision):
+def _torch_module_batch(case, example, device: str, precision):
     dtype = torch_dtype(precision)
-    module = train.build(case.twin, example.params, example.hyper, device, dtype)
-    batch = train.to_device(example.data, device, dtype)
+    return (train.build(case.twin, example.params, example.hyper, device, dtype),
+            train.to_device(example.data, device, dtype))
+
+
+def _torch_step_parts(case, example, device: str, precision):
+    module, batch = _torch_module_batch(case, example, device, precision)
     opt = _optimizer()
     return module, batch, getattr(torch.optim, opt.torch_name)(module.parameters(), **opt.defaults)
 
@@ -128,12 +133,8 @@ def torch_body(case, example, phase: str, device: str, precision) -> Body:
     """The twin as a PyTorch user writes the loop: zero_grad(set_to_none=True),
     forward, backward, optimizer.step() (its update runs under no_grad). ``precision``:
     the dtype the module and batch are built in (the example's arrays hold its values)."""
-    if device == "cuda":
-        apply_tf32()
     if phase == "fwd_bwd":
-        dtype = torch_dtype(precision)
-        module = train.build(case.twin, example.params, example.hyper, device, dtype)
-        batch = train.to_device(example.data, device, dtype)
+        module, batch = _torch_module_batch(case, example, device, precision)
 
         def forward_backward():
             module.zero_grad(set_to_none=True)
@@ -150,9 +151,9 @@ def torch_body(case, example, phase: str, device: str, precision) -> Body:
 
 def torch_graph_body(case, example, precision) -> Body:
     """The same step on CUDA captured as one CUDA graph (benchmarks/cuda_graphs.py);
-    a timed call is one replay. TF32 is set before capture: the captured products
-    keep the math mode they were captured with."""
-    apply_tf32()
+    a timed call is one replay. TF32 is set for the session before any capture
+    (benchmarks/conftest.py): the captured products keep the math mode they were
+    captured with."""
     module, batch, optimizer = _torch_step_parts(case, example, "cuda", precision)
     graph, loss = capture_step(module, batch, optimizer)  # its warm-up steps create the momentum buffers
     reset = _torch_reset(module, optimizer)

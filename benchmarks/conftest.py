@@ -19,7 +19,8 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks import machine, summary
 from benchmarks.measure import blas_kernels, finalize, measured_limits
-from benchmarks.settings import TF32, THREADS
+from benchmarks.settings import TF32, THREADS, apply_tf32, tf32_flags
+from benchmarks.sizes import BENCH_ONLY_SIZES
 
 _TIMING_OPTIONS = ("benchmark_only", "benchmark_enable", "benchmark_skip")
 
@@ -39,7 +40,7 @@ def pytest_collection_modifyitems(config, items):
     if not config.option.benchmark_disable or config.option.benchmark_enable:
         return
     large = [item for item in items
-             if getattr(item, "callspec", None) and item.callspec.params.get("size") in ("large", "xl")]
+             if getattr(item, "callspec", None) and item.callspec.params.get("size") in ("large", *BENCH_ONLY_SIZES)]
     if large:
         config.hook.pytest_deselected(items=large)
         items[:] = [item for item in items if item not in large]
@@ -47,18 +48,20 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session", autouse=True)
 def fixed_threads():
-    """NumPy's BLAS and torch's pool at THREADS each, for every benchmark; restored afterwards."""
-    before = torch.get_num_threads()
+    """NumPy's BLAS and torch's pool at THREADS each, and TF32 as BENCHMARK_TF32 says,
+    for every benchmark; restored afterwards."""
+    before, tf32_before = torch.get_num_threads(), tf32_flags()
+    apply_tf32()
     with threadpool_limits(limits=THREADS, user_api="blas"):
         torch.set_num_threads(THREADS)
         yield
     torch.set_num_threads(before)
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before.values()
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["benchmark_threads"] = THREADS
     machine_info["blas"] = blas_kernels()
-    machine_info["torch"] = torch.__version__
     machine_info["cuda"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     machine_info["tf32"] = TF32
     machine_info.update(machine.description())

@@ -38,8 +38,9 @@ def sgd_flops_per_element(lr=0.0, momentum=0.0, dampening=0.0, weight_decay=0.0,
     return 2 + 2 * (weight_decay != 0) + 3 * (momentum != 0) + 2 * bool(nesterov)
 
 
-def call_flops(case, example, phase: str, optimizer_defaults: dict) -> int:
-    flops = matmul_flops(case, example)
+def call_flops(case, example, phase: str, optimizer_defaults: dict, matmul: int | None = None) -> int:
+    """``matmul``: ``matmul_flops(case, example)`` where the caller has it already."""
+    flops = matmul_flops(case, example) if matmul is None else matmul
     if phase == "step":
         n_params = sum(int(np.size(v)) for v in example.params.values())
         flops += n_params * sgd_flops_per_element(**optimizer_defaults)

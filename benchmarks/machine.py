@@ -13,14 +13,11 @@ from __future__ import annotations
 import platform
 import re
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from agreement.environment import blas_libraries
-
-_CPUINFO = Path("/proc/cpuinfo")
+from agreement.environment import blas_libraries, cpu_fields
 
 
 @cache
@@ -28,14 +25,9 @@ def cpu_model() -> str:
     """Model name, family/model numbers and vector extensions of the first CPU (Linux),
     else what the platform module says. VMs often report a bare name ("AMD EPYC"):
     the family and model numbers still tell the generation."""
-    if not _CPUINFO.exists():
+    fields = cpu_fields()
+    if not fields:
         return platform.processor() or platform.machine()
-    fields = {}
-    for line in _CPUINFO.read_text().splitlines():
-        if not line.strip():
-            break  # first processor only
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
     flags = set(fields.get("flags", "").split())
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "AVX" if "avx" in flags else "SSE"
     name = fields.get("model name", platform.processor() or platform.machine())

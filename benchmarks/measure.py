@@ -27,7 +27,7 @@ from agreement.environment import blas_libraries as blas_kernels  # noqa: F401 (
 from benchmarks import machine, peak, summary
 from benchmarks.bodies import Body
 from benchmarks.clocks import clock_for
-from benchmarks.settings import THREADS, apply_tf32, dtype_name
+from benchmarks.settings import THREADS, dtype_name, tf32_flags
 
 WARMUP_ROUNDS = 1  # after the estimate's calls, which warm up too
 ESTIMATE_CALLS = 3
@@ -44,8 +44,6 @@ def limits(device: str, dtype, smoke: bool) -> dict:
     """Measured once per session, device, dtype (and mode): matmul peak, copy bandwidth."""
     key = (device, dtype_name(dtype), smoke)
     if key not in _limits:
-        if device == "cuda":
-            apply_tf32()
         _limits[key] = {"matmul": peak.matmul_peak(device, dtype, smoke),
                         "copy_gbytes_per_s": peak.copy_bandwidth(device, smoke)}
         if not smoke:
@@ -104,7 +102,7 @@ def measure(benchmark, config, body, *, case, backend, size, dtype, phase, devic
                 flops=flops, bytes=n_bytes, threads=THREADS, torch_threads=torch.get_num_threads(),
                 blas=machine.backend_blas(backend), cpu_model=machine.cpu_model())
     if device == "cuda":
-        info.update(apply_tf32())
+        info.update(tf32_flags())
     smoke = benchmark.disabled
     limit = limits(device, dtype, smoke)
     info.update(peak_gflops_at_start=limit["matmul"]["peak"], median_s=None, min_s=None,

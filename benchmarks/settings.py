@@ -21,7 +21,7 @@ import torch
 
 from agreement.precision import BFLOAT16
 from agreement.precision import name as dtype_name  # noqa: F401  ("bfloat16" too, which np.dtype lacks)
-from agreement.run import torch_dtype  # noqa: F401  (used by the bodies, peaks and floors)
+from agreement.run import torch_dtype
 
 THREADS = int(os.environ.get("BENCHMARK_THREADS", "1"))
 TF32 = os.environ.get("BENCHMARK_TF32", "0") == "1"
@@ -44,7 +44,7 @@ LOW_PRECISION_CPU_SKIP = ("bfloat16 on the CPU is timed at tiny and tutorial onl
 
 def itemsize(dtype) -> int:
     """Bytes per element torch stores the precision in (bfloat16: 2, not its float32 storage here)."""
-    return torch.empty((), dtype=torch_dtype(dtype)).element_size()
+    return torch_dtype(dtype).itemsize
 
 
 def cuda_available() -> bool:
@@ -57,8 +57,13 @@ def cuda_skip_reason() -> str:
     return "torch-cuda skipped: torch has CUDA support but no CUDA device is visible"
 
 
-def apply_tf32() -> dict:
-    """Set both TF32 switches explicitly; returns what was set, for the results."""
+def apply_tf32() -> None:
+    """Set both TF32 switches explicitly, once for the session (benchmarks/conftest.py),
+    before any CUDA product, capture or peak."""
     torch.backends.cuda.matmul.allow_tf32 = TF32
     torch.backends.cudnn.allow_tf32 = TF32
-    return {"matmul_tf32": TF32, "cudnn_tf32": TF32}
+
+
+def tf32_flags() -> dict:
+    """The TF32 switches as they are, for the results."""
+    return {"matmul_tf32": torch.backends.cuda.matmul.allow_tf32, "cudnn_tf32": torch.backends.cudnn.allow_tf32}

@@ -19,6 +19,7 @@ Hypothesis draws per case; and how many comparisons of this correct code torch.t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections import Counter
@@ -61,7 +62,9 @@ def census(seeds: int, examples: int) -> int:
     return failures
 
 
-def _scaled(case, param, factor):
+def scaled_reference(case, param, factor):
+    """The case's NumPy reference with ``param``'s gradient multiplied by ``factor``: a wrong one."""
+
     def reference(params, data, **hyper):
         loss, grads = case.reference(params, data, **hyper)
         return loss, {**grads, param: grads[param] * factor}
@@ -77,7 +80,7 @@ def sensitivity() -> None:
                 example = case.build(size, np.float32, 0)
                 for param in example.params:
                     caught = next((f for f in FACTORS if f"grad {param}" in [
-                        c.what for c in run.evaluate(case, example, dtype, reference=_scaled(case, param, f))
+                        c.what for c in run.evaluate(case, example, dtype, reference=scaled_reference(case, param, f))
                         if not c.ok and c.device.startswith("torch")]), None)
                     print(f"{name(dtype):8} {case.name:28} {size:8} {param:4} smallest factor caught: {caught}")
                     largest[name(dtype)] = max(largest[name(dtype)], caught or np.inf)
@@ -99,7 +102,10 @@ def _draws(case, dtype):
     return draws
 
 
-def torch_testing() -> None:
+@contextlib.contextmanager
+def torch_comparisons():
+    """Every torch-side comparison ``run.evaluate`` makes inside the block, as
+    (actual, expected, allowed error per element) in float64."""
     captured = []
     original = run.compare
 
@@ -112,6 +118,13 @@ def torch_testing() -> None:
 
     run.compare = capture
     try:
+        yield captured
+    finally:
+        run.compare = original
+
+
+def torch_testing() -> None:
+    with torch_comparisons() as captured:
         for kind in ("activation", "loss", "model"):
             for dtype in LOW:
                 rtol, atol = TORCH_TESTING[name(dtype)]
@@ -130,8 +143,6 @@ def torch_testing() -> None:
                           f"median {np.median(ratios):.2g}, 90th percentile {np.percentile(ratios, 90):.2g}, max "
                           f"{ratios.max():.3g}; below it on {np.mean(ratios < 1):.1%}; torch.testing's default "
                           f"fails {would_fail} of {len(captured)} comparisons of this correct code")
-    finally:
-        run.compare = original
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ import torch
 from corpus_stats import HEADER, census, format_row, without_shrinking
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from low_precision_stats import TORCH_TESTING, scaled_reference, torch_comparisons
 from user_layers import LAYERS
 
 from agreement import check_gradients, strategies
@@ -59,15 +60,10 @@ def test_every_case_agrees_and_most_draws_are_compared(case, dtype):
 @low
 @pytest.mark.parametrize(("case", "param"), PARAMS, ids=[f"{c.name}-{p}" for c, p in PARAMS])
 def test_a_wrong_gradient_is_caught(case, param, dtype):
-    factor = CAUGHT_FACTOR[name(dtype)]
     example = case.build("tiny", np.float32, 0)
-
-    def scaled(params, data, **hyper):
-        loss, grads = case.reference(params, data, **hyper)
-        return loss, {**grads, param: grads[param] * factor}
-
     assert_all(evaluate(case, example, dtype))
-    failed = [c.what for c in evaluate(case, example, dtype, reference=scaled) if not c.ok]
+    wrong = scaled_reference(case, param, CAUGHT_FACTOR[name(dtype)])
+    failed = [c.what for c in evaluate(case, example, dtype, reference=wrong) if not c.ok]
     assert f"grad {param}" in failed
 
 
@@ -80,26 +76,6 @@ def test_fixed_examples_agree(case, dtype, size):
     assert_all(evaluate(case, case.build(size, np.float32, 0), dtype))
 
 
-def _own_tolerance_per_element(case, example, dtype):
-    """(allowed, expected) of every torch-side element, through evaluate's own tolerance."""
-    import agreement.run as run
-
-    captured = []
-    original = run.compare
-
-    def capture(actual, expected, tol, **kw):
-        if kw["device"].startswith("torch"):
-            captured.append((np.broadcast_to(tol.bound(expected), np.shape(expected)), np.asarray(expected)))
-        return original(actual, expected, tol, **kw)
-
-    run.compare = capture
-    try:
-        evaluate(case, example, dtype)
-    finally:
-        run.compare = original
-    return captured
-
-
 @low
 def test_tolerance_is_tighter_than_torch_testing_on_elementwise_cases(dtype):
     """torch.testing.assert_close's defaults are rtol 1.6e-2 for bfloat16 and 1e-3 for
@@ -109,11 +85,12 @@ def test_tolerance_is_tighter_than_torch_testing_on_elementwise_cases(dtype):
     is (1 - tanh(x)^2 from a tanh rounded near 1). Measured at the tutorial size (448,003
     elements): below torch.testing's on 88.7% of them in bfloat16 and 86.3% in float16
     (`python tests/low_precision_stats.py --torch-testing` gives the full distribution)."""
-    rtol, atol = {"bfloat16": 1.6e-2, "float16": 1e-3}[name(dtype)], 1e-5
+    rtol, atol = TORCH_TESTING[name(dtype)]
     ratios = []
     for case in cases("activation") + [c for c in cases("loss") if c.name in ("mse", "bce", "bce_with_logits")]:
-        for allowed, expected in _own_tolerance_per_element(case, case.build("tutorial", np.float32, 0), dtype):
-            ratios.append((allowed / (atol + rtol * np.abs(expected))).ravel())
+        with torch_comparisons() as captured:
+            evaluate(case, case.build("tutorial", np.float32, 0), dtype)
+        ratios += [(allowed / (atol + rtol * np.abs(expected))).ravel() for _, expected, allowed in captured]
     ratios = np.concatenate(ratios)
     assert np.median(ratios) < 0.5
     assert np.mean(ratios < 1) > 0.75

@@ -38,7 +38,7 @@ from agreement import precision
 from agreement.compare import Comparison
 from agreement.environment import blas_libraries
 from agreement.optimizers import OPTIMIZERS
-from agreement.precision import BFLOAT16, FLOAT16, TF32
+from agreement.precision import LOW_PRECISIONS
 from agreement.registry import Case, Example
 from agreement.run import devices, evaluate, expected
 from agreement.trajectory import Reference, compare_trajectories, judged_arrays
@@ -49,7 +49,6 @@ SIZE = "tiny"  # the gate runs in seconds; larger sizes would make the JSON unre
 SEEDS = (0,)
 STEPS = 5  # trajectory length: enough for momentum/bias-correction state to matter
 DTYPES = (np.float32, np.float64)  # evaluations and trajectories
-LOW_DTYPES = (BFLOAT16, FLOAT16)  # evaluations (agreement/precision.py; TF32 joins on CUDA)
 ENV_DIRECTORY = "GRADIENT_BASELINES"
 
 
@@ -98,7 +97,7 @@ class Budgeted:
         return STEPS if self.optimizer else 1
 
 
-def budget_groups(dtypes=(*DTYPES, *LOW_DTYPES, TF32)) -> dict:
+def budget_groups(dtypes=(*DTYPES, *LOW_PRECISIONS)) -> dict:
     """Every (dtype, device) a baseline can hold worst errors for, by its name in the
     file: torch on each device the precision runs on, and NumPy below float64 where NumPy
     computes in the precision."""
@@ -146,7 +145,7 @@ def measure(case: Case, size: str = SIZE, seed: int = 0) -> Measurement:
             m.trajectories[opt.name] = {"hyper": dict(opt.defaults), "losses": recorded.losses,
                                         "params": {k: np.stack([p[k] for p in recorded.path])
                                                    for k in recorded.path[0]}}
-    for dtype in (*DTYPES, *LOW_DTYPES, TF32):
+    for dtype in (*DTYPES, *LOW_PRECISIONS):  # TF32 records on CUDA only
         for device in devices(dtype):
             for c in evaluate(case, example, dtype, device):
                 m.comparisons[Budgeted(c.dtype, c.device, c.what)] = c

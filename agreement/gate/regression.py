@@ -2,7 +2,7 @@
 
 Four kinds of finding, each naming case, array, dtype and device:
 
-* ``agreement``  torch (or NumPy float32) and the float64 reference disagree
+* ``agreement``  torch (or NumPy float32, float16) and the float64 reference disagree
                  beyond the tolerance policy at the baseline's fixed example;
 * ``drift``      the float64 reference moved from its recorded value beyond the
                  policy's float64 tolerance (gradients, loss; trajectories as
@@ -15,8 +15,8 @@ Error budget. A worst error ``err/tol`` fails when it exceeds its recorded value
 by more than ``MARGIN`` (now > recorded * (1 + MARGIN)) *and* the error exceeds
 ``FLOOR_ULPS`` units in the last place of the compared array's scale (the
 policy's scale), per optimizer step for trajectories. The errors recorded at
-these fixed examples are at most 0.62 ulp of the scale for one evaluation and
-3.2 ulps after a 5-step trajectory (docs/gate.md); a legitimate change of
+these fixed examples are at most 3.2 ulps of the scale for one evaluation and
+2.8 ulps after a 5-step trajectory (docs/gate.md); a legitimate change of
 summation order (a torch or BLAS upgrade, other SIMD widths) can turn one
 rounding into two, doubling an error, so MARGIN = 1 lets an error double and no
 more. Below the floor an error is a handful of roundings whatever its ratio, so

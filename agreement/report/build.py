@@ -23,7 +23,7 @@ from agreement import precision
 from agreement.registry import Case, cases
 from agreement.report import bench, environment, figures, gradients, training, views
 from agreement.report.config import ReportConfig
-from agreement.report.page import SUMMARY_COLUMNS, CaseSection, Figure, render
+from agreement.report.page import CUDA_COLUMNS, SUMMARY_COLUMNS, CaseSection, Figure, render
 from agreement.scenarios.catalog import SCENARIOS, Scenario, run_part
 
 TITLE = "Gradient agreement report"
@@ -91,7 +91,7 @@ def _training_part(section, case, config):
                 f"{name} rounding moves a parameter by more than sqrt(u) max(1, |θ|) (its float64 run from the "
                 "same start is the measure), so rounding, not the math, decides the trajectory.")
         section.summary[f"trajectory {name}"] = (text, ok)
-        if f"trajectory {name}" not in SUMMARY_COLUMNS and not ok:  # no column of its own: say it here
+        if f"trajectory {name}" not in (*SUMMARY_COLUMNS, *CUDA_COLUMNS) and not ok:  # no column: say it here
             section.notes.append(f"Trajectory {name}: {text}.")
         if run.numpy_note and precision.numpy_computes_in(name):  # bfloat16's absence is the figure caption's
             section.notes.append(f"Trajectory {name}: no NumPy curve: {run.numpy_note}.")

@@ -11,17 +11,11 @@ import matplotlib
 import numpy as np
 import torch
 
-from agreement.environment import blas_libraries
+from agreement.environment import blas_libraries, cpu_fields
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_fields().get("model name") or platform.processor() or platform.machine()
 
 
 def _blas() -> str:

@@ -18,6 +18,7 @@ from agreement import precision
 from agreement.precision import LOW_PRECISIONS
 from agreement.registry import Case
 from agreement.run import Unresolvable, devices, evaluate, torch_dtype, torch_precision
+from agreement.run import expected as reference_in_float64
 from torch_impl import train
 
 
@@ -87,8 +88,7 @@ def gradient_errors(case: Case, size: str, seed: int, device: str) -> GradientRe
             skipped[name] = str(skip)
             continue
         ex = example.astype(dtype)
-        ex64 = ex.astype(np.float64)
-        _, expected = case.reference(ex64.params, ex64.data, **ex64.hyper)
+        _, expected = reference_in_float64(case, ex)
         expected_by_dtype[name] = expected
         with torch_precision(dtype):
             _, torch_grads = train.loss_and_grads(case.twin, ex.params, ex.data, ex.hyper, device,

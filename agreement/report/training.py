@@ -14,16 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from agreement import precision
 from agreement.compare import Comparison
 from agreement.optimizers import OPTIMIZERS
 from agreement.registry import Case, Example
 from agreement.report.gradients import report_dtypes
-from agreement.run import Unresolvable, torch_dtype, torch_precision
-from agreement.trajectory import Reference, judge_steps, reference_trajectory
-from torch_impl import train
+from agreement.run import Unresolvable, _low_numpy
+from agreement.trajectory import Reference, judge_steps, reference_trajectory, torch_trajectory
 
 OPTIMIZER = OPTIMIZERS["sgd"]
 # Step sizes tried when SGD's default diverges on a builder's example (sum-reduced
@@ -120,44 +118,29 @@ def _step_of(comparison: Comparison) -> int:
     return int(comparison.what.split()[1])  # "step 3 loss" / "step 3 param W"
 
 
-def _numpy_losses(case, ex, hyper, steps, dtype) -> tuple[np.ndarray | None, str]:
-    """The NumPy reference's losses computed in ``dtype``, or None and why there are none."""
-    name = precision.name(dtype)
+def _numpy_losses(case, ex, hyper, steps, dtype, against) -> tuple[np.ndarray | None, str]:
+    """The NumPy reference's losses computed in ``dtype``, or None and why there are none
+    (float64: ``against``'s own run)."""
     if not precision.numpy_computes_in(dtype):
-        return None, f"NumPy has no {name} (agreement/precision.py): torch only"
+        return None, f"NumPy has no {precision.name(dtype)} (agreement/precision.py): torch only"
+    if precision.resolve(dtype) == np.float64:
+        return against.losses, ""
+    run = lambda e: reference_trajectory(case, OPTIMIZER, e, hyper, steps)[0]  # noqa: E731
     if not precision.is_low(dtype):
-        return reference_trajectory(case, OPTIMIZER, ex, hyper, steps)[0], ""
+        return run(ex), ""
     try:
-        with np.errstate(all="ignore"):  # float16 overflow is the precision's, not the reference's
-            return reference_trajectory(case, OPTIMIZER, ex, hyper, steps)[0], ""
-    except (ValueError, ArithmeticError) as error:  # the reference rejects a non-finite value
-        return None, f"NumPy in {name} raised {type(error).__name__} ({str(error).splitlines()[0][:160]})"
-
-
-def _torch_run(case, ex, hyper, steps, dtype, device):
-    try:
-        with torch_precision(dtype):
-            return train.train(case.twin, ex.params, ex.data, ex.hyper, OPTIMIZER.torch_name, hyper, steps, device,
-                               torch_dtype(dtype))
-    except RuntimeError as error:
-        if not precision.is_low(dtype):
-            raise
-        # as agreement.trajectory.trajectory_steps: its float64 run succeeded, so the failure is the precision's
-        raise Unresolvable(f"torch-{device} in {precision.name(dtype)} raised RuntimeError",
-                           str(error).splitlines()[0][:160]) from error
+        return _low_numpy(run, ex, dtype), ""
+    except Unresolvable as skip:  # float16 overflow is the precision's, not the reference's
+        return None, str(skip)
 
 
 def _dtype_run(case, example, hyper, steps, dtype, device) -> DtypeTrajectory:
     ex = example.astype(dtype)
-    numpy_losses, numpy_note = _numpy_losses(case, ex, hyper, steps, dtype)
     against = Reference(case, OPTIMIZER, ex, hyper, steps, dtype)  # the float64 run from the same (rounded) start
+    numpy_losses, numpy_note = _numpy_losses(case, ex, hyper, steps, dtype, against)
     reference_losses = against.losses
-    own64 = None
-    if precision.is_low(dtype):
-        # below float32 the judge measures torch's own rounding: the same torch run in float64 from the same start
-        own64 = train.train(case.twin, ex.params, ex.data, ex.hyper, OPTIMIZER.torch_name, hyper, steps, device,
-                            torch.float64)
-    torch_losses, torch_params = _torch_run(case, ex, hyper, steps, dtype, device)
+    # below float32 the judge measures torch's own rounding: the same torch run in float64 from the same start
+    torch_losses, torch_params, own64 = torch_trajectory(case, OPTIMIZER, ex, hyper, steps, dtype, device)
     checked, allowed, errors = [], [], []
     per_step = judge_steps(case, OPTIMIZER, ex, hyper, dtype, torch_losses, torch_params, f"torch-{device}",
                            against=against, own64=own64)
