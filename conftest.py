@@ -27,8 +27,14 @@ torch.set_num_threads(1)
 _BLAS_LIMIT = threadpool_limits(limits=1)
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by marker
 def pytest_collection_modifyitems(config, items):
-    """``slow`` tests run only when selected (``-m slow``) or under the thorough profile."""
+    """A test parametrized with ``device="cuda"`` is a ``cuda`` test, so ``-m cuda`` selects
+    it. ``slow`` tests run only when selected (``-m slow``) or under the thorough profile."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and str(callspec.params.get("device", "")).startswith("cuda"):
+            item.add_marker(pytest.mark.cuda)
     thorough = "thorough" in (os.environ.get("HYPOTHESIS_PROFILE"), config.getoption("hypothesis_profile", None))
     markexpr = config.option.markexpr or ""
     if "slow" in markexpr or "census" in markexpr or thorough:

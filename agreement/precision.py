@@ -118,9 +118,10 @@ def numpy_computes_in(dtype) -> bool:
 
 
 def runs_on(dtype, device: str) -> bool:
-    """Whether torch computes in the precision on ``device`` (TF32: CUDA only)."""
+    """Whether torch computes in the precision on ``device`` (TF32: CUDA only). ``device``:
+    a name as torch takes it ("cuda", "cuda:0", or a torch.device, whose str is that)."""
     dtype = resolve(dtype)
-    return not isinstance(dtype, Precision) or device in dtype.devices
+    return not isinstance(dtype, Precision) or str(device).split(":")[0] in dtype.devices
 
 
 def device_error(dtype, device: str) -> ValueError:

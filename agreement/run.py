@@ -28,17 +28,74 @@ def torch_dtype(dtype) -> torch.dtype:
     return TORCH_DTYPES[dtype]
 
 
+# torch's float32-precision switches. torch >= 2.9 has one per backend and operation
+# (``fp32_precision``: "ieee", "tf32", "bf16", or "none" to inherit); once a program has
+# used them, reading the older ``allow_tf32`` flags raises ("mix of the legacy and new
+# APIs"), and restoring an older flag can leave torch.get_float32_matmul_precision()
+# raising. So the new switches are used wherever they exist, the old flags only before.
+# oneDNN's (mkldnn) are CPU switches: torch.set_float32_matmul_precision("medium") sets
+# its matmul to bfloat16, which a float32 check must not inherit.
+_FP32_SWITCHES = (("cuda", "matmul"), ("cudnn", "conv"), ("cudnn", "rnn"),
+                  ("mkldnn", "matmul"), ("mkldnn", "conv"), ("mkldnn", "rnn"))
+
+
+def _fp32_switches() -> list[tuple[object, str]]:
+    """(switch, its value for TF32 on) for each of torch's fp32_precision switches; none before torch 2.9."""
+    found = []
+    for backend, op in _FP32_SWITCHES:
+        switch = getattr(getattr(torch.backends, backend, None), op, None)
+        if switch is not None and hasattr(switch, "fp32_precision"):
+            found.append((switch, "tf32" if backend in ("cuda", "cudnn") else "ieee"))
+    return found
+
+
 @contextmanager
-def torch_precision(dtype):
-    """TF32 switched on for TF32 runs (torch's matmul and cuDNN flags, restored after) and
-    off for every other run, so that float32 means float32 on a GPU."""
-    on = resolve(dtype) is TF32
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+def tf32(enabled: bool):
+    """TF32 on (``enabled``) or off in CUDA's matrix products and cuDNN, every other
+    float32 product in float32; torch's switches are restored exactly afterwards."""
+    switches = _fp32_switches()
+    if switches:
+        saved = [switch.fp32_precision for switch, _ in switches]
+        for switch, on in switches:
+            switch.fp32_precision = on if enabled else "ieee"
+    else:  # torch < 2.9
+        legacy = torch.backends.cuda.matmul, torch.backends.cudnn
+        saved = [flags.allow_tf32 for flags in legacy]
+        for flags in legacy:
+            flags.allow_tf32 = enabled
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        if switches:
+            for (switch, _), value in zip(switches, saved, strict=True):
+                switch.fp32_precision = value
+        else:
+            for flags, value in zip(legacy, saved, strict=True):
+                flags.allow_tf32 = value
+
+
+def tf32_state() -> dict:
+    """Whether CUDA's matrix products and cuDNN's convolutions may use TF32 now, for
+    results and reports. In torch >= 2.9 a switch at "none" inherits: from its backend's
+    (cuDNN has one), then from torch.backends.fp32_precision, whose "none" is torch's
+    default (TF32 off for matrix products, on for cuDNN)."""
+    if not _fp32_switches():
+        return {"matmul_tf32": torch.backends.cuda.matmul.allow_tf32, "cudnn_tf32": torch.backends.cudnn.allow_tf32}
+
+    def effective(default: str, *switches) -> bool:
+        values = [switch.fp32_precision for switch in (*switches, torch.backends)]
+        return next((v for v in values if v != "none"), default) == "tf32"
+
+    return {"matmul_tf32": effective("ieee", torch.backends.cuda.matmul),
+            "cudnn_tf32": effective("tf32", torch.backends.cudnn.conv, torch.backends.cudnn)}
+
+
+@contextmanager
+def torch_precision(dtype):
+    """TF32 switched on for TF32 runs and off for every other run (``tf32``), so that
+    float32 means float32 on a GPU and on a CPU whose oneDNN could use bfloat16."""
+    with tf32(resolve(dtype) is TF32):
+        yield
 
 
 def devices(dtype=None) -> list[str]:

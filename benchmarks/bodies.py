@@ -153,10 +153,14 @@ def torch_graph_body(case, example, precision) -> Body:
     """The same step on CUDA captured as one CUDA graph (benchmarks/cuda_graphs.py);
     a timed call is one replay. TF32 is set for the session before any capture
     (benchmarks/conftest.py): the captured products keep the math mode they were
-    captured with."""
+    captured with. Every round starts from the state the eager body's rounds start
+    from, one step in: the capture's warm-up steps move on from there (the sum-of-squares
+    regression reaches inf within them at the tutorial size), and are undone."""
     module, batch, optimizer = _torch_step_parts(case, example, "cuda", precision)
-    graph, loss = capture_step(module, batch, optimizer)  # its warm-up steps create the momentum buffers
+    training_step(module, batch, optimizer)()  # as torch_body: one step, which creates the momentum buffers
     reset = _torch_reset(module, optimizer)
+    graph, loss = capture_step(module, batch, optimizer)  # the optimizer updates its buffers in place
+    reset()
 
     def replay():
         graph.replay()

@@ -17,9 +17,10 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
+from agreement.run import tf32
 from benchmarks import machine, summary
 from benchmarks.measure import blas_kernels, finalize, measured_limits
-from benchmarks.settings import TF32, THREADS, apply_tf32, tf32_flags
+from benchmarks.settings import TF32, THREADS
 from benchmarks.sizes import BENCH_ONLY_SIZES
 
 _TIMING_OPTIONS = ("benchmark_only", "benchmark_enable", "benchmark_skip")
@@ -50,13 +51,12 @@ def pytest_collection_modifyitems(config, items):
 def fixed_threads():
     """NumPy's BLAS and torch's pool at THREADS each, and TF32 as BENCHMARK_TF32 says,
     for every benchmark; restored afterwards."""
-    before, tf32_before = torch.get_num_threads(), tf32_flags()
-    apply_tf32()
-    with threadpool_limits(limits=THREADS, user_api="blas"):
+    before = torch.get_num_threads()
+    # set once for the session, before any CUDA product, capture or peak
+    with threadpool_limits(limits=THREADS, user_api="blas"), tf32(TF32):
         torch.set_num_threads(THREADS)
         yield
     torch.set_num_threads(before)
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before.values()
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -24,10 +24,11 @@ import statistics
 import torch
 
 from agreement.environment import blas_libraries as blas_kernels  # noqa: F401 (benchmarks/conftest.py imports it from here)
+from agreement.run import tf32_state
 from benchmarks import machine, peak, summary
 from benchmarks.bodies import Body
 from benchmarks.clocks import clock_for
-from benchmarks.settings import THREADS, dtype_name, tf32_flags
+from benchmarks.settings import THREADS, dtype_name
 
 WARMUP_ROUNDS = 1  # after the estimate's calls, which warm up too
 ESTIMATE_CALLS = 3
@@ -102,7 +103,7 @@ def measure(benchmark, config, body, *, case, backend, size, dtype, phase, devic
                 flops=flops, bytes=n_bytes, threads=THREADS, torch_threads=torch.get_num_threads(),
                 blas=machine.backend_blas(backend), cpu_model=machine.cpu_model())
     if device == "cuda":
-        info.update(tf32_flags())
+        info.update(tf32_state())
     smoke = benchmark.disabled
     limit = limits(device, dtype, smoke)
     info.update(peak_gflops_at_start=limit["matmul"]["peak"], median_s=None, min_s=None,

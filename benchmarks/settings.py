@@ -55,15 +55,3 @@ def cuda_skip_reason() -> str:
     if torch.version.cuda is None:
         return f"torch-cuda skipped: this torch {torch.__version__} is a CPU-only build (no CUDA)"
     return "torch-cuda skipped: torch has CUDA support but no CUDA device is visible"
-
-
-def apply_tf32() -> None:
-    """Set both TF32 switches explicitly, once for the session (benchmarks/conftest.py),
-    before any CUDA product, capture or peak."""
-    torch.backends.cuda.matmul.allow_tf32 = TF32
-    torch.backends.cudnn.allow_tf32 = TF32
-
-
-def tf32_flags() -> dict:
-    """The TF32 switches as they are, for the results."""
-    return {"matmul_tf32": torch.backends.cuda.matmul.allow_tf32, "cudnn_tf32": torch.backends.cudnn.allow_tf32}

@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 from low_precision_stats import TORCH_TESTING, scaled_reference, torch_comparisons
 from user_layers import LAYERS
 
-from agreement import assert_gradients_close, check_gradients, strategies
+from agreement import assert_gradients_close, check_gradients, precision, strategies
 from agreement.check import run_case
 from agreement.compare import assert_all
 from agreement.optimizers import OPTIMIZERS
 from agreement.precision import BFLOAT16, FLOAT16, TF32, name, round_to, storage
 from agreement.registry import Example, cases
-from agreement.run import Unresolvable, devices, evaluate
+from agreement.run import Unresolvable, _fp32_switches, devices, evaluate, tf32_state, torch_precision
 from agreement.trajectory import trajectory_steps
 
 CASES = cases()
@@ -129,7 +129,7 @@ def test_a_side_that_overflows_is_counted_as_skipped_and_all_skipped_fails():
                                              r"float16 \(1x float16 cannot hold the float64 reference's loss\)"):
         check_gradients(_cubes, _cubes_torch, [example], dtypes=[np.float16])
     summaries = check_gradients(_cubes, _cubes_torch, _cube_inputs(30.0), dtypes=[np.float16, "bfloat16"],
-                                max_examples=40)
+                                devices=["cpu"], max_examples=40)
     f16, bf16 = summaries
     assert f16.examples > 0 and sum(f16.skipped.values()) > 0 and f16.ok
     assert "skipped as beyond float16" in f16.line()
@@ -248,6 +248,46 @@ def test_tf32_is_a_cuda_precision():
     assert out == [] and "tf32 runs on cuda only" in str(caught[0].message)
 
 
+def test_a_device_is_named_as_torch_names_it():
+    for cuda in ("cuda", "cuda:0", torch.device("cuda"), torch.device("cuda", 1)):
+        assert precision.runs_on(TF32, cuda) and precision.runs_on(BFLOAT16, cuda)
+    assert not precision.runs_on(TF32, "cpu") and not precision.runs_on(TF32, torch.device("cpu"))
+
+
+_SETUPS = {  # what a user's program may have done to torch's float32 precision before checking
+    "torch's defaults": lambda: None,
+    "set_float32_matmul_precision('medium')": lambda: torch.set_float32_matmul_precision("medium"),
+    "the old allow_tf32 flag": lambda: setattr(torch.backends.cuda.matmul, "allow_tf32", True),
+    "torch >= 2.9's per-backend switch": lambda: setattr(torch.backends.cuda.matmul, "fp32_precision", "tf32"),
+}
+
+
+@pytest.mark.parametrize("setup", _SETUPS.values(), ids=_SETUPS.keys())
+def test_precision_switches_are_set_inside_a_run_and_restored_exactly(setup):
+    """Inside a float32 run every float32 product is float32 (oneDNN's CPU products too,
+    which "medium" sets to bfloat16), inside a TF32 run CUDA's products are TF32, and
+    afterwards torch's switches are as the program left them. The old code read
+    ``allow_tf32``, which raises once the per-backend switches are in use."""
+    switches = _fp32_switches()
+    if not switches:
+        pytest.skip(f"torch {torch.__version__} has only the allow_tf32 flags")
+    before = [switch.fp32_precision for switch, _ in switches]
+    try:
+        setup()
+        program = [switch.fp32_precision for switch, _ in switches]
+        with torch_precision(np.float32):
+            assert tf32_state() == {"matmul_tf32": False, "cudnn_tf32": False}
+            assert torch.backends.mkldnn.matmul.fp32_precision == "ieee"
+        assert [switch.fp32_precision for switch, _ in switches] == program
+        with torch_precision(TF32):
+            assert tf32_state() == {"matmul_tf32": True, "cudnn_tf32": True}
+            assert torch.backends.mkldnn.matmul.fp32_precision == "ieee"
+        assert [switch.fp32_precision for switch, _ in switches] == program
+    finally:
+        for (switch, _), value in zip(switches, before, strict=True):
+            switch.fp32_precision = value
+
+
 def test_the_optimizer_checks_run_tf32_on_cuda_only():
     """TF32 on a CPU would be float32 judged by the low-precision rule: refused or skipped, never
     reported as a TF32 result."""
@@ -265,17 +305,42 @@ def test_the_optimizer_checks_run_tf32_on_cuda_only():
     assert out == [] and any("tf32 runs on cuda only" in str(w.message) for w in caught)
 
 
+# float16 at the large size is slow: the NumPy side computes in float16, for which NumPy
+# has no BLAS (one two_layer_classifier evaluation took 40 s on one core)
+_CUDA_LOW = [pytest.param(dtype, size, id=f"{name(dtype)}-{size}",
+                          marks=[pytest.mark.slow] if dtype is FLOAT16 and size == "large" else [])
+             for dtype in (BFLOAT16, FLOAT16, TF32) for size in ("tutorial", "large")]
+
+
 @pytest.mark.cuda
-@pytest.mark.parametrize("dtype", [BFLOAT16, FLOAT16, TF32], ids=name)
+@pytest.mark.parametrize(("dtype", "size"), _CUDA_LOW)
 @pytest.mark.parametrize("case", TRAINED, ids=lambda c: c.name)
-def test_cuda_low_precision_agrees(case, dtype):
+def test_cuda_low_precision_agrees(case, dtype, size):
     """On a GPU: bfloat16, float16 and TF32 matrix products against the float64 reference
     at the tutorial and large sizes (TF32 switched on only inside the TF32 runs)."""
-    for size in ("tutorial", "large"):
-        try:
-            assert_all(evaluate(case, case.build(size, np.float32, 0), dtype, "cuda"))
-        except Unresolvable as skip:
-            pytest.skip(str(skip))
+    try:
+        comparisons = evaluate(case, case.build(size, np.float32, 0), dtype, "cuda")
+    except Unresolvable as skip:
+        pytest.skip(str(skip))
+    assert_all(comparisons)
+
+
+@pytest.mark.cuda
+def test_tf32_runs_switch_tf32_on_and_every_other_run_off():
+    """TF32 rows pass by construction (each side's own rounding is the measure), so that
+    they were computed in TF32 at all is checked here: a float32 product on the GPU differs
+    inside torch_precision(TF32) from inside torch_precision(float32), which gives the
+    product of the float32 values rounded once."""
+    generator = torch.Generator("cuda").manual_seed(0)
+    a, b = (torch.randn(512, 512, device="cuda", generator=generator) for _ in range(2))
+    exact = (a.double() @ b.double()).float()
+    with torch_precision(TF32):
+        in_tf32 = a @ b
+    with torch_precision(np.float32):
+        in_float32 = a @ b
+    error32 = (in_float32 - exact).abs().max().item()
+    error_tf32 = (in_tf32 - exact).abs().max().item()
+    assert error32 < 1e-3 < error_tf32, (error32, error_tf32)
 
 
 def _square_sum(params, data):
@@ -307,7 +372,7 @@ def test_low_precision_arrays_reach_overflow_underflow_and_ties():
     assert np.any(values**2 > 65504) and np.any((values > 0) & (values**2 < 6.1e-5))
     assert any(len(np.unique(d)) < d.size for d in draws)
     f16, _ = check_gradients(_square_sum, _square_sum_torch, inputs, dtypes=[np.float16, BFLOAT16],
-                             max_examples=30)
+                             devices=["cpu"], max_examples=30)
     assert f16.examples > 0 and sum(f16.skipped.values()) > 0
 
     def wrong(params, data):

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 import torch
 
+from agreement.run import tf32
 from agreement.scenarios import __main__ as cli
 from agreement.scenarios import data, numpy_side, torch_side
-from agreement.scenarios.catalog import SCENARIOS, run_part, set_tf32
+from agreement.scenarios.catalog import SCENARIOS, run_part
 from agreement.scenarios.judge import Side, judge_run, numpy_run
 from agreement.tolerance import ELEMENTWISE
 from reference import optim
@@ -61,16 +62,16 @@ def test_scenario_agrees_at_full_length(name, short):
 @pytest.mark.parametrize(("name", "short"), _parts(True))
 @pytest.mark.parametrize("mark", [pytest.param(0, marks=CUDA)])
 def test_scenario_agrees_on_cuda(name, short, mark):
-    set_tf32(False)  # float32 products in float32, as the tolerance assumes (torch's default for matmul)
-    _assert_agree([run_part(part, BOTH, ["cuda"]) for part in SCENARIOS[name].build(short)])
+    with tf32(False):  # float32 products in float32, as the tolerance assumes (torch's default for matmul)
+        _assert_agree([run_part(part, BOTH, ["cuda"]) for part in SCENARIOS[name].build(short)])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "short"), _parts(False))
 @pytest.mark.parametrize("mark", [pytest.param(0, marks=CUDA)])
 def test_scenario_agrees_on_cuda_at_full_length(name, short, mark):
-    set_tf32(False)
-    _assert_agree([run_part(part, BOTH, ["cuda"]) for part in SCENARIOS[name].build(short)])
+    with tf32(False):
+        _assert_agree([run_part(part, BOTH, ["cuda"]) for part in SCENARIOS[name].build(short)])
 
 
 # ---- deliberately wrong NumPy steps -------------------------------------------------------------

@@ -24,6 +24,7 @@ from agreement.registry import Case, cases
 from agreement.report import bench, environment, figures, gradients, training, views
 from agreement.report.config import ReportConfig
 from agreement.report.page import CUDA_COLUMNS, SUMMARY_COLUMNS, CaseSection, Figure, render
+from agreement.run import tf32
 from agreement.scenarios.catalog import SCENARIOS, Scenario, run_part
 
 TITLE = "Gradient agreement report"
@@ -59,18 +60,15 @@ def selected_scenarios(names) -> list[Scenario]:
 
 
 @contextlib.contextmanager
-def _controlled_numerics(device: str):
+def _controlled_numerics():
+    """One thread per library, floating-point warnings off, TF32 off (float32 means float32)."""
     threads = torch.get_num_threads()
-    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.set_num_threads(1)
-    if device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        with threadpool_limits(limits=1), np.errstate(all="ignore"):
+        with threadpool_limits(limits=1), np.errstate(all="ignore"), tf32(False):
             yield
     finally:
         torch.set_num_threads(threads)
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 def _ratio_cell(comparisons) -> tuple[str, bool]:
@@ -254,7 +252,7 @@ def build_report(config: ReportConfig, command: str | None = None) -> tuple[str,
     scenarios = selected_scenarios(config.scenarios)
     run, bench_header, bench_details = benchmark_summary(config)
     sections = []
-    with _controlled_numerics(config.device):
+    with _controlled_numerics():
         env = environment.describe(config, training.OPTIMIZER.defaults, command)
         with tqdm(total=PARTS * len(chosen) + len(scenarios), desc="report", unit="part", file=sys.stderr,
                   disable=(not config.progress) if config.progress is not None else None) as progress:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from agreement.environment import blas_libraries, cpu_fields
+from agreement.run import tf32_state
 
 
 def _cpu_model() -> str:
@@ -34,8 +35,9 @@ def _commit() -> str:
 
 def device_description(device: str) -> str:
     if device == "cuda":
+        flags = tf32_state()
         return (f"cuda: {torch.cuda.get_device_name()} (TF32 matmul "
-                f"{torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 {torch.backends.cudnn.allow_tf32})")
+                f"{flags['matmul_tf32']}, cuDNN TF32 {flags['cudnn_tf32']})")
     return f"cpu: {_cpu_model()}"
 
 

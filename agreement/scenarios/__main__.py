@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from agreement.scenarios.catalog import SCENARIOS, run_part, set_tf32
+from agreement.run import tf32
+from agreement.scenarios.catalog import SCENARIOS, run_part
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -127,7 +128,6 @@ def main(argv=None) -> int:
     scenarios = _select(args.scenario)
     devices, notes = _devices(args.device)
     dtypes = [DTYPES[d] for d in dict.fromkeys(args.dtype or ["float32", "float64"])]
-    set_tf32(args.tf32)
     # torch's first optimizer step loads lazily imported modules (about 2 s): done here,
     # so that it is not counted as the first scenario's torch time
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0).step()
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     failures = []
     try:
-        with threadpool_limits(limits=1):
+        with threadpool_limits(limits=1), tf32(args.tf32):
             print(_row(HEADER, WIDTHS))
             for scenario in scenarios:
                 for part in scenario.build(args.short):

@@ -147,12 +147,6 @@ SCENARIOS = {s.name: s for s in [
 ]}
 
 
-def set_tf32(enabled: bool) -> None:
-    """TF32 matrix products on CUDA (off: float32 products stay float32, as the tolerance assumes)."""
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
-
-
 def run_part(part: Part, dtypes, devices, runs: int | None = None, stop_at_failure: bool = False,
              program: numpy_side.Program | None = None) -> PartResult:
     """Every form of ``part`` in every dtype on every device, with the NumPy side in each
