@@ -264,6 +264,22 @@ def _compare_side(case, example, side: str, loss, grads, exp_loss, exp_grads, dt
 DEFAULT_NAMES = {"expected": "the NumPy reference in float64"}
 
 
+def evaluation_tolerances(case: Case, example: Example, dtype, device: str = "cpu"):
+    """What ``evaluate`` allows an evaluation of the case at ``example`` in ``dtype`` (float32
+    or float64): the floor plus the rounding measured on both functions at this input
+    (``_tolerances``); and the float64 reference's (loss, grads) there. For results computed
+    elsewhere: a third implementation (``compare_other``), a trajectory's loss."""
+    dtype = resolve(dtype)
+    if precision.is_low(dtype):
+        raise ValueError("evaluation_tolerances: float32 and float64 only")
+    numpy_call, torch_call = _numpy_call(case.reference), _torch_call(case, device)
+    example = example.astype(dtype)
+    exp = numpy_call(example.astype(np.float64))
+    measurement = measure(numpy_call, torch_call, example, dtype, numpy64=exp,
+                          **({"numpy_own": exp} if dtype == np.float64 else {}))
+    return _tolerances(case, example, dtype, measurement), exp
+
+
 def compare_other(case: Case, example: Example, dtype, loss, grads, label: str, device: str = "cpu"
                   ) -> list[Comparison]:
     """A third implementation's ``loss`` and ``grads`` (in ``dtype``, on ``example``) against
@@ -272,14 +288,10 @@ def compare_other(case: Case, example: Example, dtype, loss, grads, label: str, 
     dtype = resolve(dtype)
     if precision.is_low(dtype):
         raise ValueError("compare_other: only float32 and float64 third implementations")
-    numpy_call, torch_call = _numpy_call(case.reference), _torch_call(case, device)
-    example = example.astype(dtype)
-    exp_loss, exp_grads = numpy_call(example.astype(np.float64))
-    measurement = measure(numpy_call, torch_call, example, dtype, numpy64=(exp_loss, exp_grads),
-                          **({"numpy_own": (exp_loss, exp_grads)} if dtype == np.float64 else {}))
+    tol, (exp_loss, exp_grads) = evaluation_tolerances(case, example, dtype, device)
     names = {**DEFAULT_NAMES, label: f"{label} in {precision.name(dtype)}"}
-    return _compare_side(case, example, label, loss, grads, exp_loss, exp_grads, dtype, label,
-                         _tolerances(case, example, dtype, measurement), names)
+    return _compare_side(case, example.astype(dtype), label, loss, grads, exp_loss, exp_grads, dtype, label, tol,
+                         names)
 
 
 def _low_numpy(numpy_call, example: Example, dtype):

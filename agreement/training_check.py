@@ -441,7 +441,8 @@ def _judge_example(setup: _Setup, example: Example, dtype, device: str, defaults
         # the full trajectory, the one ``against`` is of; a step past the horizon is not judged
         try:
             step_results = judge_steps(setup.case, setup.opt, example, setup.hyper, dtype, losses, path,
-                                       device=actual_name, against=against, own64=own64)[:judged]
+                                       device=actual_name, against=against, own64=own64,
+                                       torch_device=device)[:judged]
         except Unresolvable as skip:
             return _Outcome(0, str(skip))
         if low and len(step_results) < judged:

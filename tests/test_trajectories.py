@@ -116,7 +116,9 @@ def _offset_square_torch(params, data):
 def test_a_case_that_does_not_compare_its_loss_is_judged_on_its_parameters_only():
     """Case.compare_loss False: the loss is not judged at any step. This user case's
     float32 loss keeps only float32's resolution of the offset (1e4 * 6e-8), about 1e-3
-    of the loss itself, and without a term scale the loss alone fails step 0."""
+    of the loss itself: without a term scale the analytic floor fails it at step 0, and
+    judged, it passes on the rounding measured at each step's parameters, as the gradient
+    check measures it (``trajectory._loss_tolerance``); a loss off by more is caught."""
     case = Case(name="offset_square", kind="user", reference=_offset_square,
                 twin=lambda shapes, **h: FunctionModule(_offset_square_torch, shapes, **h), inputs=None, build=None,
                 tolerance=ELEMENTWISE, reduction_length=lambda ex: ex.params["w"].size, compare_loss=False)
@@ -125,9 +127,14 @@ def test_a_case_that_does_not_compare_its_loss_is_judged_on_its_parameters_only(
     judged = compare_trajectories(case, opt, example, opt.defaults, 3, np.float32)
     assert [r.what for r in judged] == ["step 2 param w"]
     assert_all(judged)
-    compared = compare_trajectories(dataclasses.replace(case, compare_loss=True), opt, example, opt.defaults, 3,
-                                    np.float32)
-    assert [(r.what, r.ok) for r in compared] == [("step 0 loss", False), ("step 0 param w", True)]
+    judging_loss = dataclasses.replace(case, compare_loss=True)
+    compared = compare_trajectories(judging_loss, opt, example, opt.defaults, 3, np.float32)
+    assert [(r.what, r.ok) for r in compared] == [("step 2 loss", True), ("step 2 param w", True)]
+    ex32 = example.astype(np.float32)
+    losses, params, _ = trajectory.torch_trajectory(judging_loss, opt, ex32, opt.defaults, 3, np.float32)
+    off = [loss + 0.1 for loss in losses]  # about 12% of the loss, 100 times float32's resolution of the offset
+    judged_off = trajectory.judge_steps(judging_loss, opt, ex32, opt.defaults, np.float32, off, params, "torch-cpu")
+    assert [(r.what, r.ok) for r in judged_off[0]] == [("step 0 loss", False), ("step 0 param w", True)]
 
 
 def _as_numpy_scalars(reference):

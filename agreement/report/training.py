@@ -143,7 +143,7 @@ def _dtype_run(case, example, hyper, steps, dtype, device) -> DtypeTrajectory:
     torch_losses, torch_params, own64 = torch_trajectory(case, OPTIMIZER, ex, hyper, steps, dtype, device)
     checked, allowed, errors = [], [], []
     per_step = judge_steps(case, OPTIMIZER, ex, hyper, dtype, torch_losses, torch_params, f"torch-{device}",
-                           against=against, own64=own64)
+                           against=against, own64=own64, torch_device=device)
     for comparisons in per_step:
         loss = _loss_comparison(comparisons)
         step = _step_of(comparisons[0])
