@@ -28,6 +28,13 @@ slope 1/eps where a gradient coordinate is near 0, and saturates beyond; and
 centered RMSprop's s - mean^2 cancels as the gradient settles, which the state
 rounding shows.
 
+The policy bounds a gradient's rounding by the gradient (or the terms a case
+declares) and the loss's by |L|; where terms cancel, code nobody here wrote
+rounds by more. A step that fails the analytic bounds is judged again with
+measured ones: each step's gradient rounding injected, and the loss allowed, at
+what the single-evaluation check allows there (``Reference.measured_spread``,
+``_loss_tolerance``), measured only up to that step.
+
 Below float32 (bfloat16, float16, TF32) each side's own drift is measured instead,
 against the same side run in float64 from the same start (``_past_horizon``,
 docs/low-precision.md).
@@ -108,7 +115,7 @@ def _round_state(tree, signs, relative: float):
 def _one_step_rounding(case: Case, dtype, n: int, params: dict, written: dict, example: Example, step: int,
                        without_grad, grad_rounding=None) -> tuple:
     """One side's rounding bounds at one step: of each gradient at ``params`` (the
-    policy's atol on the gradient's term scale, or ``grad_rounding(params)``'s
+    policy's atol on the gradient's term scale, or ``grad_rounding(step)``'s
     elementwise bound where that is larger) and of each parameter ``written`` by the
     update (the policy's bound on θ_s with terms max|θ_{s-1}|, over SAFETY)."""
     loss, grads = _gradients(case, params, example, step, without_grad)
@@ -116,7 +123,7 @@ def _one_step_rounding(case: Case, dtype, n: int, params: dict, written: dict, e
     grad_bound = {k: tolerance(case.tolerance, dtype, n, g, term_scale=scales.get(k, 0.0)).atol
                   for k, g in grads.items()}
     if grad_rounding is not None:
-        measured = grad_rounding(params)
+        measured = grad_rounding(step)
         grad_bound = {k: np.maximum(b, measured[k]) if k in measured else b for k, b in grad_bound.items()}
     param_bound = {k: tolerance(case.tolerance, dtype, n, v,
                                 term_scale=float(np.max(np.abs(params[k]), initial=0.0))).bound(v) / SAFETY
@@ -130,9 +137,10 @@ def rounding_spread(case: Case, opt, example: Example, opt_hyper: dict, steps: i
     {parameter: sum over s <= t of |effect at t of step s's rounding|}), without
     step t's own rounding of θ_t (see the module docstring). ``base``: the float64
     reference run (losses, path, states) when the caller already has it.
-    ``grad_rounding(params) -> {name: elementwise bound}``: a measured rounding of the
-    gradients at ``params``, injected where larger than the analytic one
-    (``Reference.measured_spread``).
+    ``grad_rounding(s) -> {name: elementwise bound}``: a measured rounding of the
+    gradients at step s's parameters, injected where larger than the analytic one
+    (``Reference.measured_spread``). Its first k steps are those of a k-step call with the
+    first k steps of ``base``: the random signs are drawn in step order.
 
     About steps² reference steps: the expensive part of judging a trajectory.
     ``Reference.spread`` computes it once for everything judged against one run."""
@@ -190,7 +198,7 @@ class Reference:
         self.losses, self.path, self.states = _run(case, opt, dict(ex64.params), opt.init(ex64.params), ex64,
                                                    opt_hyper, steps, without_grad=without_grad)
         self._key = _request_key(case, opt, self.example, opt_hyper, steps, dtype, without_grad)
-        self._measured = {}  # measured_spread per torch device
+        self._measured, self._evaluations = {}, {}  # per torch device; per (step, torch device)
 
     @functools.cached_property
     def spread(self) -> tuple:
@@ -199,28 +207,38 @@ class Reference:
         return rounding_spread(self.case, self.opt, self.example, self.opt_hyper, self.steps, self.dtype,
                                (self.losses, self.path, self.states), self.without_grad)
 
-    def measured_spread(self, torch_device: str = "cpu") -> tuple:
-        """``rounding_spread`` with each step's gradient rounding at least what the single-
-        evaluation check allows the gradients at that step's parameters (``evaluate``: the floor
-        plus the rounding measured on both functions at nearby inputs, torch's on
-        ``torch_device``). The analytic bound scales a gradient's rounding by the gradient, or
-        by the terms a case declares (``term_scale``); a gradient that is a sum of terms which
-        cancel rounds by the terms: a user's logistic regression at w = 0 sums residuals of
-        ±0.125 into a bias gradient of 1e-4, and torch's float32 step 1 moved the bias by 9x its
-        analytic bound (census of check_optimizer, seed 22). A measurement per step costs about
-        ten evaluations of each function, so ``judge_steps`` asks for this only where the
-        analytic spread fails a step; computed once per device."""
-        if torch_device not in self._measured:
-            ex = self.example
-
-            def grad_rounding(params: dict) -> dict:
-                tol, (_, grads) = evaluation_tolerances(self.case, ex.with_params(params), self.dtype, torch_device)
-                return {k: tol(k, g, g).bound(g) for k, g in grads.items()}
-
+    def measured_spread(self, through: int, torch_device: str = "cpu") -> tuple:
+        """``rounding_spread`` up to step ``through`` (at least), with each step's gradient
+        rounding at least what the single-evaluation check allows the gradients at that
+        step's parameters (``evaluation``). The analytic bound scales a gradient's rounding
+        by the gradient, or by the terms a case declares (``term_scale``); a gradient that is
+        a sum of terms which cancel rounds by the terms: a user's logistic regression at
+        w = 0 sums residuals of ±1/8 into a bias gradient of 1e-4, and torch's float32 step 1
+        moved the bias by 10x its analytic bound (census of check_optimizer, seed 22). A
+        measurement costs about ten evaluations of each function, so ``judge_steps`` asks
+        for this only where the analytic spread fails a step, and only that far."""
+        have = self._measured.get(torch_device)
+        if have is None or len(have[0]) <= through:
+            k = through + 1
             self._measured[torch_device] = rounding_spread(
-                self.case, self.opt, self.example, self.opt_hyper, self.steps, self.dtype,
-                (self.losses, self.path, self.states), self.without_grad, grad_rounding)
+                self.case, self.opt, self.example, self.opt_hyper, k, self.dtype,
+                (self.losses[:k], self.path[:k], self.states[:k]), self.without_grad,
+                lambda s: self._gradient_bounds(s, torch_device))
         return self._measured[torch_device]
+
+    def evaluation(self, step: int, torch_device: str = "cpu"):
+        """What ``evaluate`` allows an evaluation at the parameters the reference's step
+        ``step`` starts from (``run.evaluation_tolerances``), measured once per step and device."""
+        key = (step, torch_device)
+        if key not in self._evaluations:
+            params = self.example.params if step == 0 else self.path[step - 1]
+            self._evaluations[key] = evaluation_tolerances(self.case, self.example.with_params(params), self.dtype,
+                                                           torch_device)
+        return self._evaluations[key]
+
+    def _gradient_bounds(self, step: int, torch_device: str) -> dict:
+        tol, (_, grads) = self.evaluation(step, torch_device)
+        return {k: tol(k, g, g).bound(g) for k, g in grads.items()}
 
     def check(self, case: Case, opt, example: Example, opt_hyper: dict, steps: int, dtype, without_grad=()):
         """Refuse to judge a request this is not the reference of: its tolerance would be another run's."""
@@ -270,7 +288,9 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
     the ``Reference`` of this request, when the caller has it. Below float32 the judged
     side's own run in float64, ``own64`` (losses, parameters), is required, and is the
     measure of its rounding (``_past_horizon``). ``device`` names the judged side in
-    reports; ``torch_device`` is where torch's loss is evaluated for ``_loss_tolerance``."""
+    reports. Where a step fails the analytic bounds, it is judged again with measured ones
+    (``Reference.measured_spread``, ``_loss_tolerance``), torch's rounding measured on
+    ``torch_device``."""
     steps = len(losses)
     low = precision.is_low(dtype)
     if low and own64 is None:
@@ -310,7 +330,10 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
                 bound = tolerance(case.tolerance, dtype, n, expected, cond, term_scale=terms)
                 allowed = Tolerance(bound.rtol, bound.atol, SAFETY * shift)
                 if measured and name is None:
-                    allowed = _loss_tolerance(case, before, dtype, actual, expected, cond, allowed, torch_device)
+                    # the reference's own evaluation there, or, for another expected path, one at its point
+                    evaluation = (against.evaluation(t, torch_device) if reference is None
+                                  else evaluation_tolerances(case, before, dtype, torch_device))
+                    allowed = _loss_tolerance(evaluation[0], actual, expected, cond, allowed)
             results.append(compare(actual, expected, allowed, case=case.name, what=f"step {t} {array}",
                                    dtype=dtype_name, device=device, context=context))
         return results
@@ -323,15 +346,14 @@ def judge_steps(case: Case, opt, example: Example, opt_hyper: dict, dtype, losse
         # how rounding spreads is a property of the true reference: analytic first, measured where that fails
         results = judge_step(t, before, None if low else against.spread)
         if not low and not all(r.ok for r in results):
-            results = judge_step(t, before, against.measured_spread(torch_device), measured=True)
+            results = judge_step(t, before, against.measured_spread(t, torch_device), measured=True)
         step_results.append(results)
         if not all(r.ok for r in results):
             break
     return step_results
 
 
-def _loss_tolerance(case: Case, before: Example, dtype, actual, expected, cond: float, allowed: Tolerance,
-                    torch_device: str) -> Tolerance:
+def _loss_tolerance(evaluation_tol, actual, expected, cond: float, allowed: Tolerance) -> Tolerance:
     """The loss at step t is an evaluation at θ_{t-1}: its own rounding, plus the earlier steps'
     propagated (``allowed.shift``). The analytic floor bounds that evaluation's rounding by the
     loss's terms where the case declares them (``term_scale``), else by |L|; a loss whose terms
@@ -340,12 +362,11 @@ def _loss_tolerance(case: Case, before: Example, dtype, actual, expected, cond: 
     (census of check_optimizer on four hand-written optimizers with such a loss: 12 false alarms in
     80 correct runs, 1 after this and ``Reference.measured_spread``).
     So where the analytic bounds fail a step, that term becomes what the single-evaluation check
-    (``evaluate``) allows the loss at θ_{t-1}: the floor plus the rounding measured on both
-    functions at nearby inputs; with ``Reference.measured_spread``. Measured only for a step the
-    analytic bounds fail, so a passing comparison, its ratio, and the cost of a passing run are
-    unchanged."""
-    tol, _ = evaluation_tolerances(case, before, dtype, torch_device)
-    evaluation = tol("loss", actual, expected, cond)
+    (``evaluate``) allows the loss at θ_{t-1} (``evaluation_tol``: the floor plus the rounding
+    measured on both functions at nearby inputs), with ``Reference.measured_spread``'s shift.
+    Measured only once a step fails the analytic bounds, so a passing comparison, its ratio,
+    and the cost of a passing run are unchanged."""
+    evaluation = evaluation_tol("loss", actual, expected, cond)
     return Tolerance(allowed.rtol, np.maximum(allowed.atol, evaluation.atol), allowed.shift, evaluation.measured)
 
 
