@@ -39,14 +39,15 @@ _FP32_SWITCHES = (("cuda", "matmul"), ("cudnn", "conv"), ("cudnn", "rnn"),
                   ("mkldnn", "matmul"), ("mkldnn", "conv"), ("mkldnn", "rnn"))
 
 
-def _fp32_switches() -> list[tuple[object, str]]:
+@functools.cache  # torch's switch objects live as long as torch; looking them up is half a switch's cost
+def _fp32_switches() -> tuple[tuple[object, str], ...]:
     """(switch, its value for TF32 on) for each of torch's fp32_precision switches; none before torch 2.9."""
     found = []
     for backend, op in _FP32_SWITCHES:
         switch = getattr(getattr(torch.backends, backend, None), op, None)
         if switch is not None and hasattr(switch, "fp32_precision"):
             found.append((switch, "tf32" if backend in ("cuda", "cudnn") else "ieee"))
-    return found
+    return tuple(found)
 
 
 @contextmanager
@@ -264,19 +265,24 @@ def _compare_side(case, example, side: str, loss, grads, exp_loss, exp_grads, dt
 DEFAULT_NAMES = {"expected": "the NumPy reference in float64"}
 
 
-def evaluation_tolerances(case: Case, example: Example, dtype, device: str = "cpu"):
+def evaluation_tolerances(case: Case, example: Example, dtype, device: str = "cpu", *, calls=None,
+                          expected=None, torch64=None):
     """What ``evaluate`` allows an evaluation of the case at ``example`` in ``dtype`` (float32
     or float64): the floor plus the rounding measured on both functions at this input
     (``_tolerances``); and the float64 reference's (loss, grads) there. For results computed
-    elsewhere: a third implementation (``compare_other``), a trajectory's loss."""
+    elsewhere: a third implementation (``compare_other``), a trajectory's loss and gradients,
+    torch's float64 result below float32 (``evaluate``). ``calls``: (numpy_call, torch_call)
+    where the caller has them; ``expected``, ``torch64``: the two functions' float64 results
+    at the example, where already computed."""
     dtype = resolve(dtype)
     if precision.is_low(dtype):
         raise ValueError("evaluation_tolerances: float32 and float64 only")
-    numpy_call, torch_call = _numpy_call(case.reference), _torch_call(case, device)
+    numpy_call, torch_call = calls or (_numpy_call(case.reference), _torch_call(case, device))
     example = example.astype(dtype)
-    exp = numpy_call(example.astype(np.float64))
-    measurement = measure(numpy_call, torch_call, example, dtype, numpy64=exp,
-                          **({"numpy_own": exp} if dtype == np.float64 else {}))
+    exp = expected if expected is not None else numpy_call(example.astype(np.float64))
+    own64 = {"numpy_own": exp, **({"torch_own": torch64} if torch64 is not None else {})}
+    measurement = measure(numpy_call, torch_call, example, dtype, numpy64=exp, torch64=torch64,
+                          **(own64 if dtype == np.float64 else {}))
     return _tolerances(case, example, dtype, measurement), exp
 
 
@@ -358,9 +364,8 @@ def evaluate(case: Case, example: Example, dtype, device: str = "cpu", reference
 
         @functools.cache
         def gap64():  # the float64 check's tolerance at this input, for torch's float64 result
-            return _tolerances(case, ex64, np.float64, measure(
-                numpy_call, torch_call, ex64, np.float64, numpy_own=(exp_loss, exp_grads),
-                numpy64=(exp_loss, exp_grads), torch_own=t64, torch64=t64))
+            return evaluation_tolerances(case, ex64, np.float64, calls=(numpy_call, torch_call),
+                                         expected=(exp_loss, exp_grads), torch64=t64)[0]
 
         tol = _own_tolerances(case, example, dtype, measurement, gap64, t64)
     else:
